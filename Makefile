@@ -1,0 +1,26 @@
+# Two entry points for a fresh machine (see README): `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Main job: train PTPM and TPM on the built-in simulator and print the comparison table.
+demo: $(STAMP)
+	$(VENV)/bin/ptpm-tf demo --out runs/demo
+
+## Test suite (what CI runs).
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf runs results build *.egg-info

@@ -1,0 +1,30 @@
+"""Name -> loader, the one place the CLI asks for a dataset."""
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional
+
+from ptpm_tf.data.dataset import Dataset, DataError
+
+DATASETS = ("simulator", "kuairec", "kuairand", "wechat21", "cikm16", "csv")
+
+
+def load_dataset(name: str, *, data_dir: Optional[str] = None, spec: Optional[str] = None,
+                 rows: Optional[int] = None, seed: int = 0, strict: bool = False) -> Dataset:
+    """Load dataset ``name`` as canonical rows (see :mod:`ptpm_tf.data.dataset`).
+
+    ``rows`` caps the number of rows (the simulator generates exactly that many),
+    ``strict`` makes the first malformed row an error instead of a counted drop.
+    """
+    loaders: Dict[str, Callable[..., Dataset]] = _loaders()
+    if name not in loaders:
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return loaders[name](data_dir=data_dir, spec=spec, rows=rows, seed=seed, strict=strict)
+
+
+def _loaders() -> Dict[str, Callable[..., Dataset]]:
+    from ptpm_tf.data import simulator
+
+    def sim(*, data_dir, spec, rows, seed, strict):
+        return simulator.simulate(rows=rows or simulator.DEFAULT_ROWS, seed=seed)
+
+    return {"simulator": sim}
