@@ -1,0 +1,40 @@
+"""What every head provides, in the spirit of ``tfrs.tasks``: a head owns its outputs, its
+loss and its decoding, so every model is the shared tower plus a head, trained by the one
+``train_step`` in :mod:`ptpm_tf.model`.
+"""
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+
+class Head(tf.keras.layers.Layer):
+    """Base class of the output heads.
+
+    Life cycle: ``adapt`` fits the head's constants on the training split (stored as
+    non-trainable weights so that checkpoints and SavedModels carry them); ``targets``
+    turns rows into the per-row training targets; ``call`` maps the tower's hidden vector
+    to raw outputs; ``compute_loss`` returns the total loss and its named parts;
+    ``decode`` turns raw outputs into predictions (``watch_time`` at least, in seconds).
+    """
+
+    #: names of the loss parts ``compute_loss`` returns (logged by ``model.fit``)
+    loss_names: Tuple[str, ...] = ("loss",)
+    #: names of the extra serving outputs ``decode`` returns besides ``watch_time``
+    output_names: Tuple[str, ...] = ()
+
+    def adapt(self, train: pd.DataFrame) -> None:
+        raise NotImplementedError
+
+    def targets(self, frame: pd.DataFrame, seed: int = 0) -> Dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def compute_loss(self, outputs: Dict[str, tf.Tensor], targets: Dict[str, tf.Tensor],
+                     step: tf.Tensor, training: bool = False) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+        raise NotImplementedError
+
+    def decode(self, outputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        raise NotImplementedError

@@ -1,0 +1,70 @@
+"""The model: raw features -> :class:`FeatureEncoder` -> :class:`Tower` -> a :class:`Head`,
+trained by one custom ``train_step`` / ``test_step`` under plain ``model.fit``.
+
+The head decides the loss (``Head.compute_loss``) and the predictions (``Head.decode``);
+this class only wires them, applies the gradients and keeps one running mean per loss part
+plus the MAE of the served prediction, so every baseline trains through the same loop.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from ptpm_tf.data.dataset import LABEL
+from ptpm_tf.features import FeatureEncoder
+from ptpm_tf.heads import Head
+from ptpm_tf.tower import Tower
+
+
+class WatchTimeModel(tf.keras.Model):
+    """Shared tower plus one head. ``model(features)`` returns the head's predictions
+    (``watch_time`` in seconds and the head's other serving outputs)."""
+
+    def __init__(self, encoder: FeatureEncoder, tower: Tower, head: Head, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder, self.tower, self.head = encoder, tower, head
+        self.loss_trackers = {name: tf.keras.metrics.Mean(name=name)
+                              for name in ("loss", *head.loss_names)}
+        self.mae_tracker = tf.keras.metrics.MeanAbsoluteError(name="mae")
+
+    @property
+    def metrics(self):
+        return [*self.loss_trackers.values(), self.mae_tracker]
+
+    def raw_outputs(self, features, training=False):
+        hidden = self.tower(self.encoder(features), training=training)
+        return self.head(hidden, training=training)
+
+    def call(self, features, training=False):
+        return self.head.decode(self.raw_outputs(features, training=training))
+
+    def _step(self, data, training: bool):
+        features, targets = data
+        outputs = self.raw_outputs(features, training=training)
+        step = self.optimizer.iterations if self.optimizer is not None else 0
+        loss, parts = self.head.compute_loss(outputs, targets, step, training=training)
+        if self.losses:
+            loss += tf.add_n(self.losses)
+        return loss, parts, outputs
+
+    def _update(self, loss, parts, outputs, targets):
+        self.loss_trackers["loss"].update_state(loss)
+        for name, value in parts.items():
+            self.loss_trackers[name].update_state(value)
+        self.mae_tracker.update_state(targets[LABEL], self.head.decode(outputs)["watch_time"])
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            loss, parts, outputs = self._step(data, training=True)
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply_gradients(
+            (g, v) for g, v in zip(grads, self.trainable_variables) if g is not None)
+        return self._update(loss, parts, outputs, data[1])
+
+    def test_step(self, data):
+        loss, parts, outputs = self._step(data, training=False)
+        return self._update(loss, parts, outputs, data[1])
+
+    def get_config(self):
+        return {"encoder": self.encoder.get_config(), "tower": self.tower.get_config(),
+                "head": {"class": type(self.head).__name__, "config": self.head.get_config()}}

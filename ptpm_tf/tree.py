@@ -1,0 +1,243 @@
+"""The global tree: its geometry, its discretisation of the label, and Eq. 1-3 for global
+and pruned trees (paper sections 3.2 and 4.1; DESIGN.md section 2).
+
+Heap indexing: root 0, children of ``n`` are ``2n+1`` (left) and ``2n+2`` (right). For depth
+``D`` there are ``I = 2^D - 1`` internal nodes (``0..I-1``), ``L = 2^D`` leaves
+(``I..I+L-1``; leaf ``k`` is node ``I+k``) and ``N = I + L`` nodes.
+
+Everything that depends only on ``D`` (which nodes lie below which, the root-to-leaf paths)
+is a constant matrix, so the tree computations are dense batched matmuls: no Python loops
+over samples and no data-dependent shapes. What depends on the training labels (leaf
+boundaries, node values and second moments) is fitted once by :func:`fit_global_tree` and
+stored in the model as non-trainable weights by the tree head.
+"""
+from __future__ import annotations
+
+import dataclasses
+from functools import cached_property
+
+import numpy as np
+import tensorflow as tf
+
+
+@dataclasses.dataclass(frozen=True)
+class TreeGeometry:
+    """Constant index matrices of a full binary tree of ``depth`` levels."""
+
+    depth: int
+
+    def __post_init__(self):
+        if not 1 <= self.depth <= 12:
+            raise ValueError(f"tree depth must be in 1..12, got {self.depth}")
+
+    @property
+    def n_internal(self) -> int:
+        return 2 ** self.depth - 1
+
+    @property
+    def n_leaves(self) -> int:
+        return 2 ** self.depth
+
+    @property
+    def n_nodes(self) -> int:
+        return 2 ** (self.depth + 1) - 1
+
+    @cached_property
+    def node_depth(self) -> np.ndarray:
+        """[N] level of each node (root 0, leaves ``depth``)."""
+        return np.floor(np.log2(np.arange(self.n_nodes) + 1)).astype(np.int32)
+
+    @cached_property
+    def parent(self) -> np.ndarray:
+        """[N] parent of each node (-1 for the root)."""
+        p = (np.arange(self.n_nodes) - 1) // 2
+        p[0] = -1
+        return p
+
+    def _ancestor_at(self, level_of_a: np.ndarray) -> tuple:
+        """For every (a, n) pair: is ``a`` a strict ancestor of ``n``, and the 0-based index
+        of the ancestor of ``n`` one level below ``a`` (heap shift: the ancestor of node
+        ``n`` at level ``d`` is ``((n + 1) >> (depth(n) - d)) - 1``)."""
+        n_idx = np.arange(self.n_nodes)
+        dn = self.node_depth[None, :]
+        da = level_of_a[:, None]
+        shift = np.maximum(dn - da, 0)
+        is_anc = (dn > da) & (((n_idx[None, :] + 1) >> shift) == np.arange(len(level_of_a))[:, None] + 1)
+        below = ((n_idx[None, :] + 1) >> np.maximum(shift - 1, 0)) - 1
+        return is_anc, below
+
+    @cached_property
+    def strict_ancestor(self) -> np.ndarray:
+        """[N, N] ``A[a, n] = 1`` iff ``a`` is a strict ancestor of ``n``."""
+        is_anc, _ = self._ancestor_at(self.node_depth)
+        return is_anc.astype(np.float32)
+
+    @cached_property
+    def branch_matrices(self) -> tuple:
+        """([I, N], [I, N]): ``R[a, n] = 1`` iff ``n`` lies in the right (resp. left)
+        subtree of internal node ``a``. Then ``log P(n) = log q @ R + log(1-q) @ Lm``."""
+        is_anc, child = self._ancestor_at(self.node_depth[: self.n_internal])
+        a = np.arange(self.n_internal)[:, None]
+        right = is_anc & (child == 2 * a + 2)
+        left = is_anc & (child == 2 * a + 1)
+        return right.astype(np.float32), left.astype(np.float32)
+
+    @cached_property
+    def leaf_paths(self) -> tuple:
+        """([L, I] on-path indicator, [L, I] went-right indicator) of each leaf's
+        root-to-leaf path: which classifiers a sample of leaf ``k`` trains, and their labels."""
+        right, left = self.branch_matrices
+        leaves = slice(self.n_internal, self.n_nodes)
+        on_path = (right[:, leaves] + left[:, leaves]).T
+        return on_path.astype(np.float32), right[:, leaves].T.astype(np.float32)
+
+    @cached_property
+    def subtree_leaves(self) -> np.ndarray:
+        """[N, L] ``S[n, k] = 1`` iff global leaf ``k`` lies below (or is) node ``n``."""
+        s = self.strict_ancestor[:, self.n_internal:].copy()
+        s[self.n_internal:] += np.eye(self.n_leaves, dtype=np.float32)
+        return s
+
+
+@dataclasses.dataclass
+class GlobalTree:
+    """The global tree fitted to training labels (DESIGN.md section 2, "Discretization").
+
+    ``leaf_bounds[k], leaf_bounds[k+1]`` are the label-space edges of leaf ``k`` (equal
+    training mass per leaf); ``node_value`` / ``node_m2`` are the mean and second moment of
+    the training labels in each node (or the interval midpoint for paper-literal TPM).
+    """
+
+    depth: int
+    leaf_bounds: np.ndarray  # [L+1]
+    node_value: np.ndarray  # [N]
+    node_m2: np.ndarray  # [N]
+    train_leaf: np.ndarray  # [n_train] leaf of every training row
+
+    @property
+    def geometry(self) -> TreeGeometry:
+        return TreeGeometry(self.depth)
+
+
+def fit_global_tree(y: np.ndarray, depth: int, *, leaf_values: str = "mean",
+                    seed: int = 0) -> GlobalTree:
+    """Equal-frequency discretisation of ``y`` in quantile space, ties broken by a seeded
+    random order so that every leaf holds exactly 1/L of the training rows (up to rounding).
+
+    ``leaf_values='mean'`` sets node values to the mean (and second moment) of the labels in
+    the node; ``'midpoint'`` to the midpoint of its label interval (TPM, paper section 3.2).
+    """
+    y = np.asarray(y, np.float64)
+    if y.ndim != 1 or len(y) == 0 or not np.all(np.isfinite(y)):
+        raise ValueError("fit_global_tree needs a non-empty 1-D array of finite labels")
+    if leaf_values not in ("mean", "midpoint"):
+        raise ValueError(f"leaf_values must be 'mean' or 'midpoint', got {leaf_values!r}")
+    geom = TreeGeometry(depth)
+    n, n_leaves = len(y), geom.n_leaves
+    tie_break = np.random.default_rng(seed).random(n)
+    order = np.lexsort((tie_break, y))
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n)
+    leaf = np.minimum(rank * n_leaves // n, n_leaves - 1).astype(np.int32)
+
+    sorted_y = y[order]
+    cuts = np.arange(1, n_leaves) * n // n_leaves
+    bounds = np.concatenate([[sorted_y[0]], sorted_y[np.minimum(cuts, n - 1)], [sorted_y[-1]]])
+
+    counts = np.bincount(leaf, minlength=n_leaves).astype(np.float64)
+    s1 = np.bincount(leaf, weights=y, minlength=n_leaves)
+    s2 = np.bincount(leaf, weights=y * y, minlength=n_leaves)
+    sub = geom.subtree_leaves.astype(np.float64)
+    node_n = sub @ counts
+    if leaf_values == "mean":
+        value = np.divide(sub @ s1, node_n, out=np.zeros(geom.n_nodes), where=node_n > 0)
+        m2 = np.divide(sub @ s2, node_n, out=np.zeros(geom.n_nodes), where=node_n > 0)
+    else:
+        first = np.argmax(sub > 0, axis=1)
+        last = n_leaves - 1 - np.argmax(sub[:, ::-1] > 0, axis=1)
+        value = 0.5 * (bounds[first] + bounds[last + 1])
+        m2 = value ** 2
+    return GlobalTree(depth, bounds.astype(np.float32), value.astype(np.float32),
+                      m2.astype(np.float32), leaf)
+
+
+def assign_leaves(y: np.ndarray, leaf_bounds: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Leaf of each label for rows outside the training set.
+
+    A label strictly inside one leaf's interval goes there; a label equal to one or more
+    boundaries (a tie that the training discretisation spread over several leaves) goes to
+    one of those leaves uniformly at random (seeded), matching how training ties were split.
+    """
+    y = np.asarray(y, np.float64)
+    inner = np.asarray(leaf_bounds, np.float64)[1:-1]
+    lo = np.searchsorted(inner, y, side="left")
+    hi = np.searchsorted(inner, y, side="right")
+    u = np.random.default_rng(seed).random(len(y))
+    return (lo + np.floor(u * (hi - lo + 1))).astype(np.int32).clip(0, len(inner))
+
+
+class TreeOps:
+    """Eq. 1-3 for the global tree and for pruned trees, on batches, as TF ops.
+
+    Built once per head from a :class:`TreeGeometry`; holds its matrices as graph constants.
+    """
+
+    def __init__(self, geometry: TreeGeometry):
+        self.geometry = g = geometry
+        right, left = g.branch_matrices
+        self.right = tf.constant(right, tf.float32)  # [I, N]
+        self.left = tf.constant(left, tf.float32)  # [I, N]
+        self.ancestor = tf.constant(g.strict_ancestor, tf.float32)  # [N, N]
+        on_path, went_right = g.leaf_paths
+        self.on_path = tf.constant(on_path)  # [L, I]
+        self.went_right = tf.constant(went_right)  # [L, I]
+        is_leaf = np.zeros(g.n_nodes, np.float32)
+        is_leaf[g.n_internal:] = 1.0
+        self.is_global_leaf = tf.constant(is_leaf)  # [N]
+        self.node_depth = tf.constant(g.node_depth.astype(np.float32))  # [N]
+
+    def log_reach(self, logits: tf.Tensor) -> tf.Tensor:
+        """[B, I] classifier logits (``q = sigmoid(z)`` = P(go right)) -> [B, N]
+        log-probability of reaching each node (Eq. 1, in log space)."""
+        return (tf.matmul(tf.math.log_sigmoid(logits), self.right)
+                + tf.matmul(tf.math.log_sigmoid(-logits), self.left))
+
+    def expand_prune(self, actions: tf.Tensor) -> tf.Tensor:
+        """[B, I-1] pruning actions of the non-root internal nodes -> [B, N] (root and
+        global leaves never pruned)."""
+        b = tf.shape(actions)[0]
+        zero = tf.zeros([b, 1], actions.dtype)
+        leaves = tf.zeros([b, self.geometry.n_leaves], actions.dtype)
+        return tf.concat([zero, actions, leaves], axis=1)
+
+    def pruned_leaves(self, actions: tf.Tensor) -> tf.Tensor:
+        """[B, I-1] 0/1 actions -> [B, N] indicator of the leaves of the pruned tree ``T``:
+        nodes with no pruned strict ancestor that are pruned themselves or global leaves."""
+        pruned = self.expand_prune(tf.cast(actions, tf.float32))
+        blocked = tf.minimum(tf.matmul(pruned, self.ancestor), 1.0)
+        return (1.0 - blocked) * tf.minimum(pruned + self.is_global_leaf, 1.0)
+
+    def live_internal(self, actions: tf.Tensor) -> tf.Tensor:
+        """[B, I-1] 0/1: pruning decisions that shape ``T`` (no pruned strict ancestor).
+        Decisions under a pruned node do not change the tree, so P(T) is the product of
+        the live decisions' Bernoulli probabilities only."""
+        pruned = self.expand_prune(tf.cast(actions, tf.float32))
+        blocked = tf.minimum(tf.matmul(pruned, self.ancestor), 1.0)
+        return 1.0 - blocked[:, 1: self.geometry.n_internal]
+
+    @staticmethod
+    def moments(node_prob: tf.Tensor, leaf_mask: tf.Tensor, value: tf.Tensor,
+                m2: tf.Tensor) -> tuple:
+        """Expectation (Eq. 2) and variance (Eq. 3) over the leaves selected by
+        ``leaf_mask`` [B, N] (the global leaves, or a pruned tree's leaves)."""
+        p = node_prob * leaf_mask
+        mean = tf.linalg.matvec(p, value)
+        var = tf.nn.relu(tf.linalg.matvec(p, m2) - tf.square(mean))
+        return mean, var
+
+    def global_leaf_mask(self, batch: tf.Tensor) -> tf.Tensor:
+        return tf.tile(self.is_global_leaf[None, :], [batch, 1])
+
+    def tree_depth(self, leaf_mask: tf.Tensor) -> tf.Tensor:
+        """[B] depth of each (pruned) tree: the deepest of its leaves."""
+        return tf.reduce_max(leaf_mask * self.node_depth, axis=1)
