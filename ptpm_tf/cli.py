@@ -1,0 +1,194 @@
+"""``ptpm-tf``: the command line (DESIGN.md section 8).
+
+Exit status 0 on success; on bad input, a one-line reason on stderr and status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from ptpm_tf.data.registry import DATASETS
+
+MODEL_NAMES = ("ptpm", "tpm")
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="simulator", choices=DATASETS,
+                   help="dataset format (default: the built-in simulator)")
+    p.add_argument("--data-dir", help="folder holding the dataset's files")
+    p.add_argument("--spec", help="dataset spec (YAML/JSON) for --dataset csv")
+    p.add_argument("--rows", type=int, help="rows to generate (simulator) or read at most")
+    p.add_argument("--seed", type=int, default=0, help="seed for data, split and training")
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--depth", type=int, default=6, help="global tree depth D (2^D leaves)")
+    p.add_argument("--epochs", type=int, default=10, help="maximum epochs")
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--learning-rate", type=float, default=2e-3)
+    p.add_argument("--patience", type=int, default=2,
+                   help="early-stopping patience in epochs, on the validation split")
+    p.add_argument("--monitor", default="val_mae", choices=("val_mae", "val_loss"),
+                   help="validation quantity early stopping watches")
+    p.add_argument("--split", default="0.8,0.1,0.1",
+                   help="train,validation,test fractions (by time if there is a timestamp)")
+    g = p.add_argument_group("PTPM settings (tree models)")
+    g.add_argument("--no-tsl", action="store_true", help="ablation: no tree structure learning")
+    g.add_argument("--no-ucl", action="store_true", help="ablation: no unbiased conditional learning")
+    g.add_argument("--leaf-values", choices=("mean", "midpoint"),
+                   help="node values: training means (PTPM default) or midpoints (TPM default)")
+    g.add_argument("--reward", choices=("sample", "batch"),
+                   help="REINFORCE reward: per-sample decomposition or the paper's batch reward")
+    g.add_argument("--ucl-max-weight", type=float, help="clip of the inverse propensities")
+    g.add_argument("--w-tree", type=float, help="weight of L_tree")
+    g.add_argument("--w-var", type=float, help="weight of L_var")
+    g.add_argument("--tree-warmup-steps", type=int, help="steps before L_tree is switched on")
+    g.add_argument("--prune-bias-init", type=float, help="initial bias of the pruning logits")
+
+
+def _head_overrides(args) -> dict:
+    kw = {}
+    if args.no_tsl:
+        kw["tsl"] = False
+    if args.no_ucl:
+        kw["ucl"] = False
+    for name in ("leaf_values", "reward", "ucl_max_weight", "w_tree", "w_var",
+                 "tree_warmup_steps", "prune_bias_init"):
+        if getattr(args, name) is not None:
+            kw[name] = getattr(args, name)
+    return kw
+
+
+def _train_config(args, model: str):
+    from ptpm_tf.training import TrainConfig
+    try:
+        split = tuple(float(x) for x in args.split.split(","))
+    except ValueError:
+        raise SystemExit(f"ptpm-tf: --split must be three comma-separated numbers, got {args.split!r}")
+    return TrainConfig(model=model, dataset=args.dataset, data_dir=args.data_dir,
+                       spec=args.spec, rows=args.rows, seed=args.seed, depth=args.depth,
+                       epochs=args.epochs, batch_size=args.batch_size,
+                       learning_rate=args.learning_rate, patience=args.patience,
+                       monitor=args.monitor, split=split, head=_head_overrides(args))
+
+
+def cmd_simulate(args) -> int:
+    from ptpm_tf.data.simulator import simulate, write_simulation
+    ds = simulate(rows=args.rows or 100_000, seed=args.seed)
+    csv_path, spec_path = write_simulation(ds, Path(args.out))
+    print(f"wrote {len(ds)} rows to {csv_path}\nspec: {spec_path}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from ptpm_tf.evaluate import format_table
+    from ptpm_tf.training import train
+    config = _train_config(args, args.model)
+    out = Path(args.out or f"runs/{args.model}-{args.dataset}-s{args.seed}")
+    run = train(config, out)
+    print(format_table([run.metrics], run.metrics if "oracle_mae" in run.metrics else None))
+    print(f"run written to {out} ({out / 'metrics.json'})")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from ptpm_tf.evaluate import evaluate_frame, format_table
+    from ptpm_tf.training import load_run
+    config, model, dataset, split = load_run(Path(args.run))
+    frame = split.test if args.split == "test" else split.validation
+    result = evaluate_frame(model, frame, dataset, model_name=config.model)
+    result["split"] = args.split
+    print(format_table([result], result if "oracle_mae" in result else None))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+        print(f"metrics written to {args.json}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """The README's main job: PTPM and TPM on one simulator draw and split, one table."""
+    from ptpm_tf.data.registry import load_dataset
+    from ptpm_tf.data.splits import split_dataset
+    from ptpm_tf.evaluate import format_table
+    from ptpm_tf.training import TrainConfig, train
+    dataset = load_dataset("simulator", rows=args.rows, seed=args.seed)
+    split = split_dataset(dataset, seed=args.seed)
+    print(f"simulator: {len(dataset)} rows; train {len(split.train)}, "
+          f"validation {len(split.validation)}, test {len(split.test)} ({split.method} split)")
+    rows = []
+    for model in ("tpm", "ptpm"):
+        print(f"\n== training {model.upper()} ==")
+        config = TrainConfig(model=model, rows=args.rows, seed=args.seed, epochs=args.epochs)
+        run = train(config, Path(args.out) / model, dataset=dataset, split=split)
+        rows.append(run.metrics)
+    print("\nTest split (" + f"{len(split.test)} rows" + "):")
+    print(format_table(rows, rows[-1]))
+    return 0
+
+
+def cmd_data_inspect(args) -> int:
+    from ptpm_tf.data.inspect import run as inspect_run
+    return inspect_run(args.dataset, args.data_dir, args.spec, args.out, args.rows, args.strict)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ptpm-tf",
+        description="PTPM watch-time prediction: train, evaluate and compare tree-based "
+                    "models on the built-in simulator or real datasets.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("simulate", help="write simulator data as CSV plus its dataset spec")
+    p.add_argument("--rows", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("train", help="train one model; writes RUN_DIR/metrics.json (test split)")
+    p.add_argument("--model", default="ptpm", choices=MODEL_NAMES)
+    _add_data_args(p)
+    _add_train_args(p)
+    p.add_argument("--out", help="run directory (default runs/MODEL-DATASET-sSEED)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a trained run on its test or validation split")
+    p.add_argument("--run", required=True, help="run directory written by train")
+    p.add_argument("--split", default="test", choices=("test", "validation"))
+    p.add_argument("--json", help="also write the metrics to this JSON file")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="train TPM and PTPM on the simulator and print the comparison")
+    p.add_argument("--rows", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--out", default="runs/demo")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("data", help="dataset tools")
+    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    q = data_sub.add_parser("inspect", help="rows, users, items, quantiles and a PNG of the "
+                                            "watch-time distributions (paper Fig. 2)")
+    _add_data_args(q)
+    q.add_argument("--out", default="results/inspect", help="folder for summary.json and the PNG")
+    q.add_argument("--strict", action="store_true", help="fail on the first malformed row")
+    q.set_defaults(func=cmd_data_inspect)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    import ptpm_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+    from ptpm_tf.data.dataset import DataError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DataError, FileNotFoundError, ValueError) as err:
+        print(f"ptpm-tf: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Evaluation of a trained model on a split: exact MAE / XAUC / per-user XAUC in seconds,
+tree diagnostics, and the oracle row on simulator data (DESIGN.md section 4)."""
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from ptpm_tf import metrics as M
+from ptpm_tf.data.dataset import LABEL, ORACLE_MEAN, ORACLE_MEDIAN, USER, Dataset
+from ptpm_tf.heads import TreeHead
+from ptpm_tf.model import WatchTimeModel
+
+
+def predict_frame(model: WatchTimeModel, frame: pd.DataFrame,
+                  batch_size: int = 8192) -> Dict[str, np.ndarray]:
+    """The model's decoded predictions plus its raw head outputs for every row of
+    ``frame``, as NumPy arrays (batched; no per-row Python work)."""
+    @tf.function
+    def step(features):
+        raw = model.raw_outputs(features)
+        return {**raw, **model.head.decode(raw)}
+
+    arrays = model.encoder.raw_arrays(frame)
+    ds = tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size)
+    parts = [step(batch) for batch in ds]
+    return {k: np.concatenate([p[k].numpy() for p in parts]) for k in parts[0]}
+
+
+def evaluate_frame(model: WatchTimeModel, frame: pd.DataFrame, dataset: Dataset,
+                   model_name: str, diagnostics: bool = True) -> Dict[str, Any]:
+    """Metrics of ``model`` on ``frame`` (``metrics.json`` content)."""
+    pred = predict_frame(model, frame)
+    y = frame[LABEL].to_numpy(np.float64)
+    p = pred["watch_time"].astype(np.float64)
+    out: Dict[str, Any] = {
+        "model": model_name, "dataset": dataset.name, "n_test": int(len(frame)),
+        "mae": M.mae(y, p), "rmse": M.rmse(y, p), "xauc": M.xauc(y, p),
+        "user_xauc": M.user_xauc(y, p, frame[USER].to_numpy()),
+    }
+    if isinstance(model.head, TreeHead):
+        head = model.head
+        out["avg_tree_depth"] = float(pred["tree_depth"].mean())
+        p_g = pred["watch_time_global"].astype(np.float64)
+        out["mae_global_tree"] = M.mae(y, p_g)
+        out["xauc_global_tree"] = M.xauc(y, p_g)
+        if diagnostics:
+            leaf = head.targets(frame)["leaf"]
+            logits = pred["cls_logits"]
+            reach = np.exp(head.ops.log_reach(tf.constant(logits)).numpy())
+            leaf_prob = reach[:, head.geometry.n_internal:]
+            out["leaf_prior_posterior_ratio"] = M.leaf_prior_posterior_ratio(leaf_prob, leaf).tolist()
+            node_auc = M.node_auc(1.0 / (1.0 + np.exp(-logits)), leaf, head.depth)
+            out["node_auc"] = node_auc.tolist()
+            out["mean_node_auc"] = float(np.nanmean(node_auc))
+    if dataset.has_oracle:
+        out["oracle_mae"] = M.mae(y, frame[ORACLE_MEDIAN].to_numpy(np.float64))
+        out["oracle_xauc"] = M.xauc(y, frame[ORACLE_MEAN].to_numpy(np.float64))
+    return {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in out.items()}
+
+
+TABLE_COLUMNS = (("model", "model", "{}"), ("mae", "MAE (s)", "{:.3f}"),
+                 ("xauc", "XAUC", "{:.4f}"), ("user_xauc", "user XAUC", "{:.4f}"),
+                 ("avg_tree_depth", "avg depth", "{:.2f}"))
+
+
+def format_table(rows, oracle: Dict[str, float] | None = None) -> str:
+    """A plain-text table of metrics rows (one per model), plus the oracle's row."""
+    header = [title for _, title, _ in TABLE_COLUMNS]
+    body = [[fmt.format(r[key]) if r.get(key) is not None else "-"
+             for key, _, fmt in TABLE_COLUMNS] for r in rows]
+    if oracle is not None:
+        body.append(["oracle", f"{oracle['oracle_mae']:.3f}", f"{oracle['oracle_xauc']:.4f}",
+                     "-", "-"])
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths))
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, body)])

@@ -1,0 +1,161 @@
+"""Training one model on one dataset: split, fit with validation early stopping, write a
+run directory that :mod:`ptpm_tf.evaluate` (and export) can rebuild the model from.
+
+A run directory holds ``config.json`` (everything needed to rebuild the model and reload
+its data and split), ``weights.*`` (a TF checkpoint, tree constants included),
+``split.npz`` (+ ``.json``), ``history.json`` and ``metrics.json`` (test split).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from ptpm_tf.data.dataset import Dataset
+from ptpm_tf.data.pipeline import make_tf_dataset
+from ptpm_tf.data.registry import load_dataset
+from ptpm_tf.data.splits import Split, split_dataset
+from ptpm_tf.features import FeatureEncoder
+from ptpm_tf.heads import MODELS, build_head
+from ptpm_tf.model import WatchTimeModel
+from ptpm_tf.tower import Tower
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved as ``config.json``)."""
+
+    model: str = "ptpm"
+    dataset: str = "simulator"
+    data_dir: Optional[str] = None
+    spec: Optional[str] = None
+    rows: Optional[int] = None
+    seed: int = 0
+    depth: int = 6
+    epochs: int = 10
+    batch_size: int = 1024
+    learning_rate: float = 2e-3
+    patience: int = 2
+    monitor: str = "val_mae"
+    split: Sequence[float] = (0.8, 0.1, 0.1)
+    head: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    tower: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def head_kwargs(self) -> Dict[str, Any]:
+        kw = {"seed": self.seed, **self.head}
+        if MODELS[self.model][0].__name__ == "TreeHead":
+            kw.setdefault("depth", self.depth)
+        return kw
+
+
+@dataclasses.dataclass
+class Run:
+    """A trained model with its data, split and results."""
+
+    config: TrainConfig
+    model: WatchTimeModel
+    dataset: Dataset
+    split: Split
+    history: Dict[str, list]
+    metrics: Dict[str, Any]
+    seconds: float
+
+
+def build_model(config: TrainConfig, encoder: FeatureEncoder) -> WatchTimeModel:
+    tower = Tower({name: encoder.vocab_size(name) for name in encoder.categorical},
+                  **config.tower)
+    head = build_head(config.model, **config.head_kwargs())
+    return WatchTimeModel(encoder, tower, head)
+
+
+def _verbosity(verbose: Optional[int]) -> int:
+    if verbose is not None:
+        return verbose
+    return 1 if sys.stdout.isatty() else 2
+
+
+def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
+          dataset: Optional[Dataset] = None, split: Optional[Split] = None,
+          verbose: Optional[int] = None, callbacks: Sequence[tf.keras.callbacks.Callback] = ()
+          ) -> Run:
+    """Train ``config.model`` and evaluate it on the test split.
+
+    ``dataset`` / ``split`` may be passed in so that several models share one load and one
+    split (as the demo and the benchmark do). Early stopping watches ``config.monitor`` on
+    the validation split and restores the best weights; the test split is touched only by
+    the final evaluation.
+    """
+    from ptpm_tf.evaluate import evaluate_frame
+
+    tf.keras.utils.set_random_seed(config.seed)
+    if dataset is None:
+        dataset = load_dataset(config.dataset, data_dir=config.data_dir, spec=config.spec,
+                               rows=config.rows, seed=config.seed)
+    if split is None:
+        split = split_dataset(dataset, config.split, seed=config.seed)
+    encoder = FeatureEncoder.from_frame(split.train, dataset.categorical, dataset.numeric)
+    model = build_model(config, encoder)
+    train_targets = model.head.adapt(split.train)
+    val_targets = model.head.targets(split.validation, seed=config.seed + 1)
+    train_ds = make_tf_dataset(encoder.raw_arrays(split.train), train_targets,
+                               batch_size=config.batch_size, shuffle=True, seed=config.seed)
+    val_ds = make_tf_dataset(encoder.raw_arrays(split.validation), val_targets,
+                             batch_size=max(config.batch_size, 4096))
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    stop = tf.keras.callbacks.EarlyStopping(monitor=config.monitor, patience=config.patience,
+                                            mode="max" if "xauc" in config.monitor else "min",
+                                            restore_best_weights=True)
+    start = time.perf_counter()
+    hist = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
+                     callbacks=[stop, *callbacks], verbose=_verbosity(verbose))
+    seconds = time.perf_counter() - start
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    metrics = evaluate_frame(model, split.test, dataset, model_name=config.model)
+    metrics.update(train_seconds=round(seconds, 2), epochs_run=len(history.get("loss", [])),
+                   train_rows=len(split.train),
+                   samples_per_second=round(len(split.train) * len(history.get("loss", [])) / seconds, 1))
+    run = Run(config, model, dataset, split, history, metrics, seconds)
+    if out_dir is not None:
+        save_run(run, Path(out_dir))
+    return run
+
+
+def save_run(run: Run, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_text(json.dumps(
+        {"train": dataclasses.asdict(run.config), "model": run.model.get_config(),
+         "dataset": {"name": run.dataset.name, "categorical": run.dataset.categorical,
+                     "numeric": run.dataset.numeric}}, indent=2, default=list))
+    run.model.save_weights(str(out_dir / "weights"))
+    run.split.save_indices(out_dir / "split.npz")
+    (out_dir / "history.json").write_text(json.dumps(run.history, indent=2))
+    (out_dir / "metrics.json").write_text(json.dumps(run.metrics, indent=2, default=float))
+
+
+def load_run(run_dir: Path):
+    """Rebuild a run's model (weights and tree constants restored), its dataset and split.
+
+    Returns ``(config, model, dataset, split)``.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").exists():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
+    saved = json.loads((run_dir / "config.json").read_text())
+    config = TrainConfig(**saved["train"])
+    encoder = FeatureEncoder.from_config(saved["model"]["encoder"])
+    model = build_model(config, encoder)
+    dataset = load_dataset(config.dataset, data_dir=config.data_dir, spec=config.spec,
+                           rows=config.rows, seed=config.seed)
+    idx = np.load(run_dir / "split.npz")
+    frame = dataset.frame
+    split = Split(frame.loc[idx["train"]], frame.loc[idx["validation"]], frame.loc[idx["test"]],
+                  method="saved", fractions=tuple(config.split), seed=config.seed)
+    model(encoder.raw_arrays(split.test.iloc[:2]))  # create variables before restoring
+    model.load_weights(str(run_dir / "weights")).expect_partial()
+    return config, model, dataset, split
