@@ -228,8 +228,8 @@ def _grouped_auc(g: np.ndarray, labels: np.ndarray, scores: np.ndarray,
     run_neg = np.diff(np.append(run_start, g.size)) - run_pos
     neg_before = np.cumsum(run_neg) - run_neg
     first_run = _run_starts(run_group)
-    first_of_run = np.repeat(first_run, np.diff(np.append(first_run, run_group.size)))
-    neg_before -= neg_before[first_of_run]
+    group_first_run = np.repeat(first_run, np.diff(np.append(first_run, run_group.size)))
+    neg_before -= neg_before[group_first_run]
     twice_u = np.zeros(n_groups, dtype=np.int64)
     twice_u[run_group[first_run]] = np.add.reduceat(
         run_pos * (2 * neg_before + run_neg), first_run)
