@@ -21,7 +21,7 @@ def predict_frame(model: WatchTimeModel, frame: pd.DataFrame,
     @tf.function
     def step(features):
         raw = model.raw_outputs(features)
-        return {**raw, **model.head.decode(raw)}
+        return {**raw, **model.head.decode(raw, features)}
 
     arrays = model.encoder.raw_arrays(frame)
     ds = tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size)

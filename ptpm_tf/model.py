@@ -35,7 +35,7 @@ class WatchTimeModel(tf.keras.Model):
         return self.head(hidden, training=training)
 
     def call(self, features, training=False):
-        return self.head.decode(self.raw_outputs(features, training=training))
+        return self.head.decode(self.raw_outputs(features, training=training), features)
 
     def _step(self, data, training: bool):
         features, targets = data
@@ -46,11 +46,12 @@ class WatchTimeModel(tf.keras.Model):
             loss += tf.add_n(self.losses)
         return loss, parts, outputs
 
-    def _update(self, loss, parts, outputs, targets):
+    def _update(self, loss, parts, outputs, data):
+        features, targets = data
         self.loss_trackers["loss"].update_state(loss)
         for name, value in parts.items():
             self.loss_trackers[name].update_state(value)
-        self.mae_tracker.update_state(targets[LABEL], self.head.decode(outputs)["watch_time"])
+        self.mae_tracker.update_state(targets[LABEL], self.head.decode(outputs, features)["watch_time"])
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
@@ -59,11 +60,11 @@ class WatchTimeModel(tf.keras.Model):
         grads = tape.gradient(loss, self.trainable_variables)
         self.optimizer.apply_gradients(
             (g, v) for g, v in zip(grads, self.trainable_variables) if g is not None)
-        return self._update(loss, parts, outputs, data[1])
+        return self._update(loss, parts, outputs, data)
 
     def test_step(self, data):
         loss, parts, outputs = self._step(data, training=False)
-        return self._update(loss, parts, outputs, data[1])
+        return self._update(loss, parts, outputs, data)
 
     def get_config(self):
         return {"encoder": self.encoder.get_config(), "tower": self.tower.get_config(),

@@ -36,5 +36,8 @@ class Head(tf.keras.layers.Layer):
                      step: tf.Tensor, training: bool = False) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
         raise NotImplementedError
 
-    def decode(self, outputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    def decode(self, outputs: Dict[str, tf.Tensor],
+               features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        """Predictions from raw outputs; ``features`` are the raw inputs (for heads whose
+        decoding depends on them, e.g. on the item's duration)."""
         raise NotImplementedError

@@ -106,7 +106,7 @@ class TreeHead(Head):
         mean, var = self.ops.moments(reach, mask, self.node_value, self.node_m2)
         return reach, mask, mean, var
 
-    def decode(self, outputs):
+    def decode(self, outputs, features=None):
         """Predictions with the deterministic personalised tree ``a = 1[pi > 0.5]``."""
         log_reach = self.ops.log_reach(outputs["cls_logits"])
         reach, mask, mean_g, var_g = self._global(log_reach)
