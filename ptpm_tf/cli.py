@@ -12,7 +12,7 @@ from typing import List, Optional
 
 from ptpm_tf.data.registry import DATASETS
 
-MODEL_NAMES = ("ptpm", "tpm")
+MODEL_NAMES = ("ptpm", "tpm", "mse", "wlr", "d2q", "or", "dml", "cread")
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
