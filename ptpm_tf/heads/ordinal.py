@@ -40,7 +40,7 @@ import pandas as pd
 import tensorflow as tf
 
 from ptpm_tf.data.dataset import LABEL
-from ptpm_tf.heads.base import Head
+from ptpm_tf.heads.base import Head, prior_logit, set_output_bias
 
 
 def gamma_levels(n_thresholds: int, a: float) -> np.ndarray:
@@ -95,7 +95,10 @@ class OrdinalHead(Head):
 
     def adapt(self, train: pd.DataFrame) -> Dict[str, np.ndarray]:
         y = train[LABEL].to_numpy(np.float64)
-        self.thresholds.assign(fit_thresholds(y, self.n_thresholds, self.a))
+        t = fit_thresholds(y, self.n_thresholds, self.a)
+        self.thresholds.assign(t)
+        # start at the training prior P(y > t_k): the first restored value is the marginal
+        set_output_bias(self.out, prior_logit((y[:, None] > t[None, :]).mean(0)))
         self.label_scale.assign(max(float(np.std(y)), 1e-6))
         return self.targets(train)
 

@@ -53,7 +53,7 @@ import pandas as pd
 import tensorflow as tf
 
 from ptpm_tf.data.dataset import DURATION, LABEL
-from ptpm_tf.heads.base import Head
+from ptpm_tf.heads.base import Head, prior_logit, set_output_bias
 
 
 @dataclasses.dataclass
@@ -279,6 +279,12 @@ class DMLHead(_DurationQuantileHead):
         self.n_thresholds, self.granularity_power = int(n_thresholds), float(granularity_power)
         self.taus = dml_levels(self.n_thresholds, self.granularity_power)
         self.out = tf.keras.layers.Dense(self.n_thresholds, name="semantic_logits")
+
+    def adapt(self, train: pd.DataFrame) -> Dict[str, np.ndarray]:
+        targets = super().adapt(train)
+        u = targets["quantile"].astype(np.float64)
+        set_output_bias(self.out, prior_logit((u[:, None] > self.taus[None, :]).mean(0)))
+        return targets
 
     def call(self, hidden, training=False):
         return {"logits": self.out(hidden)}
