@@ -32,10 +32,11 @@ Generative process (all of it seeded, vectorised NumPy):
 distribution of ``w`` given everything the simulator knows is available per row
 (:class:`Mixture`). ``oracle_mean`` is its mean (closed form) and ``oracle_median`` its
 median ``inf{w : F(w) >= 1/2}``: exactly ``duration`` when the completion spike straddles
-1/2, closed form in the replay tail, vectorised bisection below the duration. No model
-can beat ``oracle_median`` on expected MAE, and ``oracle_mean`` is the best point
-prediction given the hidden state, so their MAE and XAUC are the physical limit printed
-next to every model.
+1/2, closed form in the replay tail, vectorised bisection below the duration. Given the
+hidden state, no model beats ``oracle_median`` on expected MAE nor ``oracle_mean`` on
+expected squared error; their MAE and XAUC are the reference limit printed next to every
+model. (XAUC has no exactly optimal point prediction: ranking by the conditional median
+can score slightly higher than ranking by the mean.)
 """
 from __future__ import annotations
 
