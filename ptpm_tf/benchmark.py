@@ -77,6 +77,7 @@ class BenchmarkConfig:
     curve_points_per_epoch: int = 4
     curve_rows: int = 20_000
     cread_grid: Optional[Sequence[float]] = None
+    tower: Dict[str, Any] = dataclasses.field(default_factory=dict)
     out: str = "results/benchmark"
 
     def __post_init__(self):
@@ -237,7 +238,7 @@ def execute(spec: RunSpec, config: BenchmarkConfig, cache: _DataCache) -> Dict[s
                      spec=config.spec, rows=config.rows, seed=spec.seed, depth=spec.depth,
                      epochs=config.epochs, batch_size=config.batch_size,
                      learning_rate=config.learning_rate, patience=config.patience,
-                     head=spec.overrides)
+                     head=spec.overrides, tower=dict(config.tower))
     callbacks = []
     if spec.variant in CURVE_VARIANTS and spec.depth == config.depth \
             and config.curve_points_per_epoch > 0:
