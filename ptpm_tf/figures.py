@@ -47,8 +47,10 @@ def write_figures(results: Dict[str, Any], out: Path) -> List[str]:
 
 
 def _fig6_cost(plt, r, ds, labels):
+    from ptpm_tf.benchmark import TABLE2_ORDER, TABLE3_ORDER
     ms = r["models"]
-    names = [v for v in ms if ms[v].get("cost")]
+    order = list(dict.fromkeys((*TABLE2_ORDER, *TABLE3_ORDER, *ms)))
+    names = [v for v in order if v in ms and ms[v].get("cost")]
     if not names:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))

@@ -33,7 +33,10 @@ def build_head(model: str, **overrides) -> Head:
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose one of {', '.join(sorted(MODELS))}")
     cls, base = MODELS[model]
-    return cls(**{**base, **overrides})
+    try:
+        return cls(**{**base, **overrides})
+    except TypeError as err:  # a setting of another model (e.g. --no-tsl on mse)
+        raise ValueError(f"model {model!r} does not take these settings: {err}") from None
 
 
 __all__ = ["Head", "TreeHead", "RegressionHead", "WLRHead", "D2QHead", "DMLHead",
