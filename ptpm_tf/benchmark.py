@@ -281,6 +281,26 @@ def _json_default(x):
     return str(x)
 
 
+#: settings that change what a finished run means: resuming with others would mix results
+RUN_DEFINING = ("data_dir", "spec", "rows", "depth", "epochs", "batch_size", "learning_rate",
+                "patience", "tower")
+
+
+def _check_resumable(out: Path, config: BenchmarkConfig) -> None:
+    """Refuse to resume a results folder written with other run-defining settings (models,
+    seeds and depths may change: they only add runs)."""
+    path = out / "benchmark_config.json"
+    if not path.exists():
+        return
+    old = json.loads(path.read_text())
+    new = json.loads(json.dumps(dataclasses.asdict(config), default=_json_default))
+    diff = [f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in RUN_DEFINING
+            if old.get(k) != new.get(k)]
+    if old.get("dataset") == config.dataset and diff:
+        raise ValueError(f"{out} holds runs made with other settings ({'; '.join(diff)}); "
+                         "use another --out or the same settings")
+
+
 def run_benchmark(config: BenchmarkConfig, progress: bool = True,
                   log: Callable[[str], None] = print) -> Dict[str, Any]:
     """Run (or resume) every planned run, then write results.json, tables.md and figures."""
@@ -292,7 +312,7 @@ def run_benchmark(config: BenchmarkConfig, progress: bool = True,
     todo = [s for s in specs if not (out / s.path).exists()]
     if len(todo) < len(specs):
         log(f"resuming: {len(specs) - len(todo)} of {len(specs)} runs already in {out}")
-    (out / "benchmark_config.json").parent.mkdir(parents=True, exist_ok=True)
+    _check_resumable(out, config)
     _write_json(out / "benchmark_config.json", dataclasses.asdict(config))
     cache = _DataCache(config)
     start = time.perf_counter()

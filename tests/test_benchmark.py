@@ -65,6 +65,8 @@ def test_tiny_benchmark_writes_tables_figures_and_resumes(tmp_path, monkeypatch)
     B.run_benchmark(cfg, progress=False, log=lambda m: None)
     assert [s.path.split("/")[-1] for s in calls] == [runs[0]]
     assert victim.exists()
+    with pytest.raises(ValueError, match="other settings"):
+        B.run_benchmark(_config(tmp_path, rows=3000), progress=False, log=lambda m: None)
 
 
 def test_student_t_tail_matches_closed_forms():
