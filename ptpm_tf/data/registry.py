@@ -22,9 +22,11 @@ def load_dataset(name: str, *, data_dir: Optional[str] = None, spec: Optional[st
 
 
 def _loaders() -> Dict[str, Callable[..., Dataset]]:
-    from ptpm_tf.data import simulator
-
     def sim(*, data_dir, spec, rows, seed, strict):
+        from ptpm_tf.data import simulator  # imported on use: the file loaders do not need it
+
         return simulator.simulate(rows=rows or simulator.DEFAULT_ROWS, seed=seed)
 
-    return {"simulator": sim}
+    from ptpm_tf.data import kuairand, kuairec
+
+    return {"simulator": sim, "kuairec": kuairec.load, "kuairand": kuairand.load}
