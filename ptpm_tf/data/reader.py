@@ -49,7 +49,8 @@ KINDS = ("float", "int", "id", "cat", "str")
 class Column:
     """One column to read.
 
-    ``kind``: ``float`` (finite number), ``int`` (integer; e.g. the ids of a known format),
+    ``kind``: ``float`` (finite number), ``int`` (integer, e.g. the ids of a known format;
+    nullable ``Int64`` if missing values are kept),
     ``id`` (int64 if every value is an integer, else text: ids of a user's own file),
     ``cat`` (a categorical feature: int64 if every value is an integer, else text; a
     missing value becomes -1 or ""), ``str`` (text as it is).
@@ -74,7 +75,8 @@ class Column:
 
     @property
     def label(self) -> str:
-        return f"{self.role} ({self.name})" if self.role else self.name
+        return f"{self.role} ({self.name})" if self.role and self.role != self.name \
+            else self.name
 
 
 def where(file, line: Optional[int], column: Optional[str], message: str) -> str:
@@ -389,6 +391,8 @@ def _parse(c: Column, a: pa.ChunkedArray, alive: np.ndarray):
         return v, missing, bad, "non-numeric"
     if c.kind == "int":
         v, bad = _ints(a, missing)
+        if c.missing == "keep":  # nullable, so that a missing id stays visible
+            return pd.arrays.IntegerArray(v, missing.copy()), missing, bad, "non-integer"
         return v, missing, bad, "non-integer"
     if c.kind in ("id", "cat"):
         v, bad = _ints(a, missing)

@@ -27,6 +27,7 @@ def _loaders() -> Dict[str, Callable[..., Dataset]]:
 
         return simulator.simulate(rows=rows or simulator.DEFAULT_ROWS, seed=seed)
 
-    from ptpm_tf.data import kuairand, kuairec
+    from ptpm_tf.data import cikm16, kuairand, kuairec, spec as spec_file, wechat21
 
-    return {"simulator": sim, "kuairec": kuairec.load, "kuairand": kuairand.load}
+    return {"simulator": sim, "kuairec": kuairec.load, "kuairand": kuairand.load,
+            "wechat21": wechat21.load, "cikm16": cikm16.load, "csv": spec_file.load}
