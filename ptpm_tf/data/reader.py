@@ -85,20 +85,26 @@ def where(file, line: Optional[int], column: Optional[str], message: str) -> str
 
 
 def reject(mask: np.ndarray, lines: np.ndarray, reason: str, *, file, column: Optional[str],
-           report: LoadReport, strict: bool, describe: Callable[[int], str]) -> int:
+           report: LoadReport, strict: bool, describe: Callable[[int], str],
+           firsts: Optional[list] = None) -> int:
     """Count the rows in ``mask`` as dropped for ``reason`` (first example kept).
 
     ``describe(i)`` says what is wrong with row ``i``. With ``strict`` the first such row
-    raises :class:`DataError`. Returns the number of rows in ``mask``.
+    raises :class:`DataError`. With a ``firsts`` list the first row's error is appended to
+    it instead, so that a caller can raise the earliest of several problems.
+    Returns the number of rows in ``mask``.
     """
     n = int(np.count_nonzero(mask))
     if n == 0:
         return 0
     i = int(np.argmax(mask))
     line = int(lines[i]) if lines is not None else None
+    error = DataError(describe(i), file=str(file), row=line, column=column)
     if strict:
-        raise DataError(describe(i), file=str(file), row=line, column=column)
-    report.drop(reason, n, where(file, line, column, describe(i)))
+        raise error
+    if firsts is not None:
+        firsts.append(error)
+    report.drop(reason, n, str(error))
     return n
 
 
@@ -211,20 +217,22 @@ def read_csv(path, columns: Sequence[Column], *, sep: str = ",", rows: Optional[
         keep = bad < lines[-1]
         bad, skipped = bad[keep], [s for s, k in zip(skipped, keep) if k]
     report.rows_read += n + len(skipped)
+    firsts: List[DataError] = []
     if skipped:
         line, expected, got = skipped[0]
         col = (header[got] if got < len(header) else f"field {got + 1} (beyond the "
                f"{len(header)} header columns)") if got < expected else \
             f"field {expected + 1} (beyond the {expected} header columns)"
-        msg = f"malformed row: expected {expected} fields, found {got}"
-        if strict:
-            raise DataError(msg, file=path, row=int(line), column=col)
-        report.drop("malformed row (wrong field count)", len(skipped),
-                    where(path, int(line), col, msg))
+        error = DataError(f"malformed row: expected {expected} fields, found {got}",
+                          file=path, row=int(line), column=col)
+        firsts.append(error)
+        report.drop("malformed row (wrong field count)", len(skipped), str(error))
     if n == 0:
+        if strict and firsts:
+            raise firsts[0]
         raise DataError("no data rows after the header", file=path, row=2 + len(skipped))
     return _convert({c: table.column(h) for c, h in found.items()}, lines, path,
-                    report=report, strict=strict, header_names=found)
+                    report=report, strict=strict, header_names=found, firsts=firsts)
 
 
 def _record_lines(n: int, skipped_lines: np.ndarray) -> np.ndarray:
@@ -268,21 +276,23 @@ def read_parquet(path, columns: Sequence[Column], *, rows: Optional[int] = None,
     report.rows_read += n
     lines = np.arange(1, n + 1, dtype=np.int64)
     return _convert({c: table.column(h) for c, h in found.items()}, lines, path,
-                    report=report, strict=strict, header_names=None)
+                    report=report, strict=strict, header_names=None, firsts=[])
 
 
 # ---------------------------------------------------------------------------- conversion
 
 def _convert(cols: Dict[Column, pa.ChunkedArray], lines: np.ndarray, path, *,
              report: LoadReport, strict: bool,
-             header_names: Optional[Dict[Column, str]]) -> pd.DataFrame:
+             header_names: Optional[Dict[Column, str]], firsts: List[DataError]) -> pd.DataFrame:
+    """Check and convert the columns; drop bad rows. With ``strict``, raise the problem on
+    the earliest line (all checks run first, so the first in the file wins)."""
     n = len(lines)
     alive = np.ones(n, dtype=bool)
 
     def drop(mask, reason, column, describe):
         mask = mask & alive
-        if reject(mask, lines, reason, file=path, column=column, report=report, strict=strict,
-                  describe=describe):
+        if reject(mask, lines, reason, file=path, column=column, report=report, strict=False,
+                  describe=describe, firsts=firsts):
             alive[mask] = False
 
     text = {c: a for c, a in cols.items() if pa.types.is_string(a.type)
@@ -309,6 +319,8 @@ def _convert(cols: Dict[Column, pa.ChunkedArray], lines: np.ndarray, path, *,
             drop(missing, f"missing {c.label}", c.name,
                  lambda i, a=a: f"missing value ({_raw(a, i)!r})")
         out[c.name] = values
+    if strict and firsts:
+        raise min(firsts, key=lambda e: e.row if e.row is not None else 0)
     out[LINE] = lines
     if not alive.all():
         keep = np.flatnonzero(alive)
