@@ -187,9 +187,9 @@ def read_csv(path, columns: Sequence[Column], *, sep: str = ",", rows: Optional[
                         row.expected_columns, row.actual_columns))
         return "skip"
 
-    enc = encoding.lower().replace("_", "-")
+    utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig")
     read_opts = pv.ReadOptions(use_threads=False, block_size=_BLOCK,
-                               encoding="utf8" if enc in ("utf-8", "utf8", "utf-8-sig") else encoding)
+                               encoding="utf8" if utf8 else encoding)
     parse_opts = pv.ParseOptions(delimiter=sep, invalid_row_handler=on_invalid,
                                  ignore_empty_lines=False)
     names = list(dict.fromkeys(found.values()))

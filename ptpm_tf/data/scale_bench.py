@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -146,6 +147,35 @@ def _phase(data_dir: str, cache_dir: str) -> dict:
             "peak_rss_mb": round(_rss_mb(), 1)}
 
 
+def run_bench(data_dir, rows: int = DEFAULT_ROWS, seed: int = 0, keep: bool = False,
+              log=None) -> dict:
+    """Write the folder (unless ``keep`` and it exists), empty its cache, then run the cold
+    and the warm load each in a fresh process; return their numbers."""
+    data_dir = Path(data_dir)
+    cache_dir = data_dir / "cache"
+    csv_path = data_dir / "big_matrix.csv"
+    if not (keep and csv_path.exists()):
+        t = time.perf_counter()
+        make_kuairec_scale(data_dir, rows=rows, seed=seed)
+        if log:
+            log(f"wrote {csv_path} ({csv_path.stat().st_size / 2 ** 20:.0f} MB, {rows} rows) "
+                f"in {time.perf_counter() - t:.1f} s")
+    if cache_dir.exists():
+        shutil.rmtree(cache_dir)
+    result = {"rows": rows, "csv_mb": round(csv_path.stat().st_size / 2 ** 20, 1),
+              "cpus": os.cpu_count()}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
+    for phase in ("cold", "warm"):
+        out = subprocess.run([sys.executable, "-m", "ptpm_tf.data.scale_bench", "--dir",
+                              str(data_dir), "--phase", phase], check=True,
+                             capture_output=True, text=True, env=env)
+        result[phase] = json.loads(out.stdout.strip().splitlines()[-1])
+        if log:
+            log(f"{phase}: {result[phase]}")
+    return result
+
+
 def main(argv: Optional[list] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ptpm_tf.data.scale_bench",
                                  description=__doc__.split("\n\n")[0])
@@ -155,28 +185,11 @@ def main(argv: Optional[list] = None) -> int:
     ap.add_argument("--keep", action="store_true", help="reuse an existing big_matrix.csv")
     ap.add_argument("--phase", choices=["cold", "warm"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    data_dir = Path(args.dir)
-    cache_dir = str(data_dir / "cache")
     if args.phase:
-        print(json.dumps(_phase(str(data_dir), cache_dir)))
+        print(json.dumps(_phase(args.dir, str(Path(args.dir) / "cache"))))
         return 0
-    csv_path = data_dir / "big_matrix.csv"
-    if not (args.keep and csv_path.exists()):
-        t = time.perf_counter()
-        make_kuairec_scale(data_dir, rows=args.rows, seed=args.seed)
-        print(f"wrote {csv_path} ({csv_path.stat().st_size / 2 ** 20:.0f} MB, "
-              f"{args.rows} rows) in {time.perf_counter() - t:.1f} s", flush=True)
-    if Path(cache_dir).exists():
-        import shutil
-        shutil.rmtree(cache_dir)
-    result = {"rows": args.rows, "csv_mb": round(csv_path.stat().st_size / 2 ** 20, 1),
-              "cpus": os.cpu_count()}
-    for phase in ("cold", "warm"):
-        out = subprocess.run([sys.executable, "-m", "ptpm_tf.data.scale_bench", "--dir",
-                              str(data_dir), "--phase", phase], check=True,
-                             capture_output=True, text=True)
-        result[phase] = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{phase}: {result[phase]}", flush=True)
+    result = run_bench(args.dir, rows=args.rows, seed=args.seed, keep=args.keep,
+                       log=lambda m: print(m, flush=True))
     print(json.dumps(result, indent=2))
     return 0
 
