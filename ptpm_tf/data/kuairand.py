@@ -94,7 +94,7 @@ def build(logs: Sequence[Path], *, users: Optional[Path] = None,
     frame = pd.DataFrame({
         USER: f["user_id"].to_numpy(), ITEM: f["video_id"].to_numpy(),
         LABEL: f["play_time_ms"].to_numpy() / 1000.0,
-        DURATION: np.where(dur > 0, dur / 1000.0, np.nan)})
+        DURATION: np.where(dur > 0, dur / 1000.0, np.nan)}, copy=False)
     if "time_ms" in f.columns:
         frame[TIMESTAMP] = f["time_ms"].to_numpy() / 1000.0
     categorical: List[str] = [c for c in log_cat if c in f.columns]

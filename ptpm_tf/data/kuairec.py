@@ -88,7 +88,7 @@ def build(main: Path, *, users: Optional[Path] = None, categories: Optional[Path
         USER: f["user_id"].to_numpy(), ITEM: f["video_id"].to_numpy(),
         LABEL: f["play_duration"].to_numpy() / 1000.0,
         DURATION: f["video_duration"].to_numpy() / 1000.0,
-        TIMESTAMP: f["timestamp"].to_numpy()})
+        TIMESTAMP: f["timestamp"].to_numpy()}, copy=False)
     report.note("with video_duration missing (duration NaN)", int(frame[DURATION].isna().sum()))
     del f
     categorical: List[str] = []

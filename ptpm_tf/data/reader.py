@@ -295,8 +295,7 @@ def _convert(cols: Dict[Column, pa.ChunkedArray], lines: np.ndarray, path, *,
                   describe=describe, firsts=firsts):
             alive[mask] = False
 
-    text = {c: a for c, a in cols.items() if pa.types.is_string(a.type)
-            or pa.types.is_large_string(a.type)}
+    text = {c: a for c, a in cols.items() if _is_text(a)}
     if header_names and text:
         # a header line repeated inside the file (e.g. files concatenated with `cat`)
         rep = np.ones(n, dtype=bool)
@@ -326,7 +325,7 @@ def _convert(cols: Dict[Column, pa.ChunkedArray], lines: np.ndarray, path, *,
         keep = np.flatnonzero(alive)
         out = {k: (v[keep] if isinstance(v, np.ndarray) else v.take(keep))
                for k, v in out.items()}
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, copy=False)  # one block per column: no consolidation copy
 
 
 def _np_bool(a) -> np.ndarray:
@@ -337,47 +336,60 @@ def _raw(a: pa.ChunkedArray, i: int):
     return a[i].as_py()
 
 
+def _is_text(a) -> bool:
+    return pa.types.is_string(a.type) or pa.types.is_large_string(a.type)
+
+
 def _missing_mask(a: pa.ChunkedArray) -> np.ndarray:
-    if pa.types.is_string(a.type) or pa.types.is_large_string(a.type):
-        m = pc.or_(pc.is_null(a), pc.is_in(pc.utf8_trim_whitespace(a),
-                                           value_set=pa.array(MISSING_TOKENS)))
-        return _np_bool(m)
+    """Null, NaN or one of :data:`MISSING_TOKENS` (exactly; " NA" is not missing but bad)."""
+    if _is_text(a):
+        return _np_bool(pc.or_(pc.is_null(a), pc.is_in(a, value_set=pa.array(MISSING_TOKENS))))
     if pa.types.is_floating(a.type):
         return _np_bool(pc.is_null(a, nan_is_null=True))
     return _np_bool(pc.is_null(a))
+
+
+def _without(a: pa.ChunkedArray, missing: np.ndarray):
+    """``a`` with the missing entries nulled (no copy when nothing is missing)."""
+    if not missing.any():
+        return a
+    return pc.if_else(pa.array(missing), pa.scalar(None, a.type), a)
 
 
 def _floats(a: pa.ChunkedArray, missing: np.ndarray):
     """float64 values (NaN where missing or bad) and the mask of bad (non-numeric) values."""
     if pa.types.is_floating(a.type) or pa.types.is_integer(a.type) or pa.types.is_boolean(a.type):
         v = pc.cast(a, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
-        v = np.where(missing, np.nan, v)
+        v[missing] = np.nan
         return v, ~missing & ~np.isfinite(v)
-    if not (pa.types.is_string(a.type) or pa.types.is_large_string(a.type)):
+    if not _is_text(a):
         return np.full(len(a), np.nan), ~missing
-    nulled = pc.if_else(pa.array(missing), pa.scalar(None, a.type), a)
+    nulled = _without(a, missing)
     try:
         v = pc.cast(nulled, pa.float64())
         bad = None
-    except pa.ArrowInvalid:
+    except pa.ArrowInvalid:  # some value is not a plain number: find which (vectorised)
         trimmed = pc.utf8_trim_whitespace(nulled)
         ok = pc.fill_null(pc.match_substring_regex(trimmed, _NUMBER), False)
         bad = ~_np_bool(ok) & ~missing
         v = pc.cast(pc.if_else(ok, trimmed, pa.scalar(None, a.type)), pa.float64())
-    v = np.asarray(v.to_numpy(zero_copy_only=False), dtype=np.float64)
-    nonfinite = ~np.isfinite(v) & ~missing
-    bad = nonfinite if bad is None else (bad | nonfinite)
-    return np.where(np.isfinite(v), v, np.nan), bad
+    v = np.array(v.to_numpy(zero_copy_only=False), dtype=np.float64)
+    finite = np.isfinite(v)
+    if not finite.all():
+        nonfinite = ~finite & ~missing
+        bad = nonfinite if bad is None else (bad | nonfinite)
+        v[~finite] = np.nan
+    return v, (bad if bad is not None else np.zeros(len(v), dtype=bool))
 
 
 def _ints(a: pa.ChunkedArray, missing: np.ndarray):
     """int64 values (0 where missing or bad) and the mask of bad (non-integer) values."""
     if pa.types.is_integer(a.type):
         return pc.fill_null(pc.cast(a, pa.int64()), 0).to_numpy(), np.zeros(len(a), bool)
-    if pa.types.is_string(a.type) or pa.types.is_large_string(a.type):
+    if _is_text(a):
         try:
-            nulled = pc.if_else(pa.array(missing), pa.scalar(None, a.type), a)
-            v = pc.fill_null(pc.cast(nulled, pa.int64()), 0).to_numpy()
+            v = pc.cast(_without(a, missing), pa.int64())
+            v = v.to_numpy() if v.null_count == 0 else pc.fill_null(v, 0).to_numpy()
             return np.asarray(v, dtype=np.int64), np.zeros(len(a), bool)
         except pa.ArrowInvalid:
             pass
@@ -413,6 +425,6 @@ def _parse(c: Column, a: pa.ChunkedArray, alive: np.ndarray):
                 v = np.where(missing, -1, v)
             return v, missing, None, ""
         # not all integers: keep the text (trimmed); missing -> ""
-    s = a if pa.types.is_string(a.type) else pc.cast(a, pa.string())
+    s = a if _is_text(a) else pc.cast(a, pa.string())
     s = pc.if_else(pa.array(missing), "", pc.utf8_trim_whitespace(s))
     return s.to_pandas().array, missing, None, ""

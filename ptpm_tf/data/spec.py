@@ -320,5 +320,5 @@ def build(spec: DatasetSpec, data_file: Path, *, rows: Optional[int] = None,
         out[ORACLE_MEAN] = f[spec.oracle["mean"]].to_numpy() * scale
     for c in [*spec.categorical, *spec.numeric]:
         out[c] = f[c].array
-    return Dataset(spec.name, pd.DataFrame(out), list(spec.categorical), list(spec.numeric),
-                   report)
+    return Dataset(spec.name, pd.DataFrame(out, copy=False), list(spec.categorical),
+                   list(spec.numeric), report)

@@ -66,7 +66,7 @@ def build(actions: Path, feeds: Path, *, rows: Optional[int] = None,
     frame = pd.DataFrame({
         USER: f["userid"].to_numpy(), ITEM: f["feedid"].to_numpy(),
         LABEL: f["play"].to_numpy() / 1000.0,
-        TIMESTAMP: f["date_"].to_numpy() * DAY, "device": f["device"].array})
+        TIMESTAMP: f["date_"].to_numpy() * DAY, "device": f["device"].array}, copy=False)
     del f
     side = LoadReport()
     table = read_csv(feeds, [Column("feedid", "int"),
