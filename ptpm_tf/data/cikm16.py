@@ -99,7 +99,8 @@ def build(views: Path, *, categories: Optional[Path] = None, rows: Optional[int]
     report.note("with an anonymous user (user_id = -session id)",
                 int(np.count_nonzero(anonymous[keep])))
     frame = pd.DataFrame({USER: user_id[keep], ITEM: f["item_id"].to_numpy()[keep],
-                          LABEL: label[keep], TIMESTAMP: day_s[keep] + tf[keep] / 1000.0}, copy=False)
+                          LABEL: label[keep], TIMESTAMP: day_s[keep] + tf[keep] / 1000.0},
+                         copy=False)
     del f
     categorical = []
     if categories is not None:
