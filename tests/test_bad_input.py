@@ -163,6 +163,14 @@ def test_repeated_header_line(tmp_path):
     assert "repeated header" in str(e.value)
 
 
+def test_repeated_header_with_bom(tmp_path):
+    """Files concatenated with `cat` repeat the header with its BOM."""
+    write_matrix(tmp_path, [good(1), "\ufeff" + HEADER, good(3)])
+    reason, n, ex = only_reason(load(tmp_path))
+    assert (reason, n) == ("repeated header line", 1)
+    check_place(ex, row=3)
+
+
 def test_malformed_rows(tmp_path):
     write_matrix(tmp_path, [good(1), "0,2,13838", good(3), good(4) + ",extra"])
     ds = load(tmp_path)

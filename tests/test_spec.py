@@ -91,6 +91,17 @@ def test_bad_datetime_is_dropped_with_place(tmp_path):
     assert "simulator.csv, row 3, column t" in ex and "'not a date'" in ex
 
 
+def test_non_numeric_feature_drops_the_row_with_place(tmp_path):
+    body = SIM_CSV.replace("1,10,5.5,10,100,3,1.5,", "1,10,5.5,10,100,3,long,")
+    ds = load_dataset("csv", spec=str(write(tmp_path, SIM_SPEC, body)))
+    assert len(ds) == 2 and ds.report.dropped == {"non-numeric user_tenure_days": 1}
+    ex = ds.report.examples["non-numeric user_tenure_days"]
+    assert "simulator.csv, row 2, column user_tenure_days" in ex and "'long'" in ex
+    with pytest.raises(DataError) as e:
+        load_dataset("csv", spec=str(tmp_path / "spec.json"), strict=True)
+    assert "simulator.csv, row 2, column user_tenure_days" in str(e.value)
+
+
 def test_no_user_means_no_user_column(tmp_path):
     """Documented fallback: without a user column there is no user_id (no fake user)."""
     body = "w,item\n1,5\n2,6\n"

@@ -300,7 +300,9 @@ def _convert(cols: Dict[Column, pa.ChunkedArray], lines: np.ndarray, path, *,
         # a header line repeated inside the file (e.g. files concatenated with `cat`)
         rep = np.ones(n, dtype=bool)
         for c, a in text.items():
-            rep &= _np_bool(pc.equal(a, header_names[c]))
+            name = header_names[c]
+            same = pc.is_in(a, value_set=pa.array([name, "\ufeff" + name]))  # a BOM too
+            rep &= _np_bool(same)
         drop(rep, "repeated header line", None,
              lambda i: "repeated header line inside the file")
         blank = np.ones(n, dtype=bool)
