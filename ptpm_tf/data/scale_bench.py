@@ -10,7 +10,9 @@ measured too) and measures, each in a fresh process so that peak RSS is per phas
     python -m ptpm_tf.data.scale_bench --rows 12500000 --dir /tmp/kuairec-scale
 
 Cold = parse the CSVs and write the cache; warm = read the cache. Peak RSS is
-``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of the process doing that phase.
+``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of the process doing that phase; CPU seconds
+(user + system) and the 1-minute load average are reported too, because wall time on a
+shared machine depends on what else runs.
 """
 from __future__ import annotations
 
@@ -139,12 +141,17 @@ def _phase(data_dir: str, cache_dir: str) -> dict:
     """Load once (in this process) and report time, rows and peak RSS."""
     os.environ["PTPM_TF_CACHE_DIR"] = cache_dir
     from ptpm_tf.data.registry import load_dataset
+    load_before = os.getloadavg()[0]
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     t = time.perf_counter()
     ds = load_dataset("kuairec", data_dir=data_dir)
     secs = time.perf_counter() - t
-    return {"seconds": round(secs, 2), "rows": len(ds), "columns": ds.frame.shape[1],
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return {"seconds": round(secs, 2), "cpu_seconds": round(cpu, 2), "rows": len(ds),
+            "columns": ds.frame.shape[1],
             "frame_mb": round(ds.frame.memory_usage(deep=True).sum() / 2 ** 20, 1),
-            "peak_rss_mb": round(_rss_mb(), 1)}
+            "peak_rss_mb": round(_rss_mb(), 1), "load_avg_1min": round(load_before, 2)}
 
 
 def run_bench(data_dir, rows: int = DEFAULT_ROWS, seed: int = 0, keep: bool = False,
