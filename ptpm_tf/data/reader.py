@@ -8,7 +8,7 @@ is handled the same way everywhere:
 - a bad row (wrong field count, a repeated header line, an empty row, a non-numeric or
   non-finite value, a missing value where one is required) is dropped and counted in the
   :class:`LoadReport` under its reason, with the first example; with ``strict=True`` the
-  first bad row raises instead.
+  bad row on the earliest line raises instead (all checks of the read run first).
 
 Messages name the file, the row and the column. For a CSV the row is the 1-based physical
 line of the file (the header is line 1), exact as long as no quoted value spans lines; for
@@ -220,8 +220,8 @@ def read_csv(path, columns: Sequence[Column], *, sep: str = ",", rows: Optional[
     firsts: List[DataError] = []
     if skipped:
         line, expected, got = skipped[0]
-        col = (header[got] if got < len(header) else f"field {got + 1} (beyond the "
-               f"{len(header)} header columns)") if got < expected else \
+        # the column: the first one missing from the row, or the first field too many
+        col = header[got] if got < expected else \
             f"field {expected + 1} (beyond the {expected} header columns)"
         error = DataError(f"malformed row: expected {expected} fields, found {got}",
                           file=path, row=int(line), column=col)
