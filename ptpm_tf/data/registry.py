@@ -12,8 +12,13 @@ def load_dataset(name: str, *, data_dir: Optional[str] = None, spec: Optional[st
                  rows: Optional[int] = None, seed: int = 0, strict: bool = False) -> Dataset:
     """Load dataset ``name`` as canonical rows (see :mod:`ptpm_tf.data.dataset`).
 
-    ``rows`` caps the number of rows (the simulator generates exactly that many),
-    ``strict`` makes the first malformed row an error instead of a counted drop.
+    ``data_dir``: the dataset's folder, or its main file (default ``data/<name>``); for
+    ``csv`` it replaces the folder of the spec's ``path``. ``spec``: the dataset spec file
+    (``csv`` only). ``rows`` caps the number of rows (the file loaders keep the first rows
+    read; the simulator generates exactly that many). ``seed`` is used only where rows are
+    sampled (the simulator). ``strict`` makes the first bad row an error instead of a
+    counted drop. File datasets are cached as Parquet after the first parse
+    (:mod:`ptpm_tf.data.cache`).
     """
     loaders: Dict[str, Callable[..., Dataset]] = _loaders()
     if name not in loaders:
