@@ -23,6 +23,8 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spec", help="dataset spec (YAML/JSON) for --dataset csv")
     p.add_argument("--rows", type=int, help="rows to generate (simulator) or read at most")
     p.add_argument("--seed", type=int, default=0, help="seed for data, split and training")
+    p.add_argument("--strict", action="store_true",
+                   help="fail on the first malformed row instead of dropping and counting it")
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
@@ -70,7 +72,8 @@ def _train_config(args, model: str):
     except ValueError:
         raise SystemExit(f"ptpm-tf: --split must be three comma-separated numbers, got {args.split!r}")
     return TrainConfig(model=model, dataset=args.dataset, data_dir=args.data_dir,
-                       spec=args.spec, rows=args.rows, seed=args.seed, depth=args.depth,
+                       spec=args.spec, rows=args.rows, strict=args.strict, seed=args.seed,
+                       depth=args.depth,
                        epochs=args.epochs, batch_size=args.batch_size,
                        learning_rate=args.learning_rate, patience=args.patience,
                        monitor=args.monitor, split=split, head=_head_overrides(args))
@@ -174,7 +177,6 @@ def build_parser() -> argparse.ArgumentParser:
                                             "watch-time distributions (paper Fig. 2)")
     _add_data_args(q)
     q.add_argument("--out", default="results/inspect", help="folder for summary.json and the PNG")
-    q.add_argument("--strict", action="store_true", help="fail on the first malformed row")
     q.set_defaults(func=cmd_data_inspect)
     return parser
 
@@ -190,7 +192,8 @@ def _import_tensorflow_quietly() -> None:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 2)
             try:
-                import tensorflow  # noqa: F401
+                import tensorflow as tf
+                tf.config.list_logical_devices()  # device set-up logs its probing too
             finally:
                 os.dup2(saved, 2)
     finally:
