@@ -250,3 +250,26 @@ def test_describe_tree_on_served_prediction():
     assert f"E_T = {out['watch_time'][i]:.2f} s" in text
     with pytest.raises(ValueError):
         describe_tree({k: v[i] for k, v in out.items()}, DEPTH + 1)
+
+
+def test_baseline_head_exports_generically(tmp_path):
+    """A non-tree head (D2Q, whose decoding reads the raw duration feature) exports
+    through the same code: its own outputs, stock ops, the session loader agrees."""
+    from ptpm_tf.training import TrainConfig, train
+    runs = tiny_runs()
+    run = train(TrainConfig(model="d2q", rows=3000, epochs=1, batch_size=256), None,
+                dataset=runs["ptpm"].dataset, split=runs["ptpm"].split, verbose=0)
+    path = export_model(run.model, tmp_path, "d2q", warmup_batch_sizes=(1, 8))
+    assert non_stock_ops(path) == set()
+    info = json.loads((path / "assets.extra" / INFO_FILE).read_text())
+    assert "tree" not in info and info["outputs"][0] == "watch_time"
+    feats = run.model.encoder.raw_arrays(sample_rows(16))
+    with tf.compat.v1.Session(graph=tf.Graph()) as sess:
+        sig = tf.compat.v1.saved_model.load(sess, ["serve"], str(path)).signature_def[
+            "serving_default"]
+        assert set(sig.outputs) == {"watch_time", *run.model.head.output_names}
+        served = sess.run({k: v.name for k, v in sig.outputs.items()},
+                          {sig.inputs[k].name: v for k, v in feats.items()})
+    ref = _keras(run.model, feats)
+    for k in served:
+        np.testing.assert_allclose(served[k], ref[k], rtol=1e-5, atol=1e-4, err_msg=k)
