@@ -194,7 +194,8 @@ def _demo_serving(runs, split, export_dir: Path) -> None:
           f"actual watch time {row['watch_time']:.1f} s); "
           f"{len(pruned)} of the first {len(candidates)} test rows have a pruned tree.")
     print(describe_tree({k: v[i] for k, v in out.items()}, info["depth"],
-                        leaf_bounds=info["leaf_bounds"], node_value=info["node_value"]))
+                        leaf_bounds=info["leaf_bounds"], node_value=info["node_value"],
+                        min_prob=0.02))
     print(f"\nServe {export_dir}/ with TF Serving: docker compose up (see README).")
 
 

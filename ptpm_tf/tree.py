@@ -176,14 +176,6 @@ def assign_leaves(y: np.ndarray, leaf_bounds: np.ndarray, seed: int = 0) -> np.n
     return (lo + np.floor(u * (hi - lo + 1))).astype(np.int32).clip(0, len(inner))
 
 
-def is_leaf_target(geometry: TreeGeometry) -> np.ndarray:
-    """[N] value of ``TreeOps.leaf_code`` that marks a leaf of the pruned tree: -1 for
-    internal nodes, 0 for global leaves."""
-    target = np.zeros(geometry.n_nodes, np.float32)
-    target[: geometry.n_internal] = -1.0
-    return target
-
-
 class TreeOps:
     """Eq. 1-3 for the global tree and for pruned trees, on batches, as TF ops.
 
@@ -196,15 +188,16 @@ class TreeOps:
         self.right = tf.constant(right, tf.float32)  # [I, N]
         self.left = tf.constant(left, tf.float32)  # [I, N]
         self.ancestor = tf.constant(g.strict_ancestor, tf.float32)  # [N, N]
-        # Leaves of a pruned tree in one matmul: for actions a [B, I-1] (prunable nodes
-        # 1..I-1), s = a @ (A[1:I] - E) counts a node's pruned strict ancestors minus 1 if
-        # the node itself is pruned (E[k, k+1] = 1). A node is a leaf of T iff s == -1
-        # (internal: pruned, no pruned ancestor) or s == 0 (global leaf, no pruned
-        # ancestor). Small integers, so the comparison is exact.
-        leaf_code = g.strict_ancestor[1: g.n_internal].copy()
-        leaf_code[np.arange(g.n_internal - 1), np.arange(1, g.n_internal)] -= 1.0
+        # Leaves of a pruned tree as one dense layer. For actions a [B, I-1] (prunable
+        # nodes 1..I-1) and leaf_code = E - A[1:I] (E[k, k+1] = 1: node k+1 itself),
+        # (a @ leaf_code)[n] = [n is pruned] - (number of pruned strict ancestors of n).
+        # Adding 1 for global leaves gives exactly 1 for the leaves of T (pruned with no
+        # pruned ancestor, or a global leaf with none) and an integer <= 0 elsewhere, so
+        # relu() is the 0/1 mask. MatMul + BiasAdd + Relu is one fused kernel after
+        # grappler; small integers, so exact in any float precision.
+        leaf_code = -g.strict_ancestor[1: g.n_internal].copy()
+        leaf_code[np.arange(g.n_internal - 1), np.arange(1, g.n_internal)] += 1.0
         self.leaf_code = tf.constant(leaf_code, tf.float32)  # [I-1, N]
-        self.leaf_code_target = tf.constant(is_leaf_target(g), tf.float32)  # [N]
         on_path, went_right = g.leaf_paths
         self.on_path = tf.constant(on_path)  # [L, I]
         self.went_right = tf.constant(went_right)  # [L, I]
@@ -230,8 +223,11 @@ class TreeOps:
     def pruned_leaves(self, actions: tf.Tensor) -> tf.Tensor:
         """[B, I-1] 0/1 actions -> [B, N] indicator of the leaves of the pruned tree ``T``:
         nodes with no pruned strict ancestor that are pruned themselves or global leaves."""
+        if self.geometry.n_internal == 1:  # depth 1: nothing to prune (and an empty
+            # matmul would reach oneDNN's fused kernel, which rejects K = 0)
+            return self.global_leaf_mask(tf.shape(actions)[0])
         code = tf.matmul(tf.cast(actions, tf.float32), self.leaf_code)
-        return tf.cast(tf.equal(code, self.leaf_code_target), tf.float32)
+        return tf.nn.relu(tf.nn.bias_add(code, self.is_global_leaf))
 
     def live_internal(self, actions: tf.Tensor) -> tf.Tensor:
         """[B, I-1] 0/1: pruning decisions that shape ``T`` (no pruned strict ancestor).
