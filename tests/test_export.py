@@ -273,3 +273,22 @@ def test_baseline_head_exports_generically(tmp_path):
     ref = _keras(run.model, feats)
     for k in served:
         np.testing.assert_allclose(served[k], ref[k], rtol=1e-5, atol=1e-4, err_msg=k)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 6, 8])
+def test_pruned_leaves_fast_form_matches_reference(depth):
+    """TreeOps.pruned_leaves (one fused MatMul+BiasAdd+Relu, chosen for serving latency)
+    equals the direct definition, eagerly and inside a graph (where grappler fuses it)."""
+    from ptpm_tf.tree import TreeGeometry, TreeOps
+    g = TreeGeometry(depth)
+    ops = TreeOps(g)
+    rng = np.random.default_rng(depth)
+    graph_fn = tf.function(ops.pruned_leaves)
+    for p in (0.0, 0.2, 0.5, 1.0):
+        a = (rng.random((64, g.n_internal - 1)) < p).astype(np.float32)
+        pruned = np.concatenate([np.zeros((64, 1)), a, np.zeros((64, g.n_leaves))], axis=1)
+        blocked = np.minimum(pruned @ g.strict_ancestor, 1.0)
+        is_leaf = np.r_[np.zeros(g.n_internal), np.ones(g.n_leaves)]
+        ref = (1.0 - blocked) * np.minimum(pruned + is_leaf, 1.0)
+        np.testing.assert_array_equal(ops.pruned_leaves(tf.constant(a)).numpy(), ref)
+        np.testing.assert_array_equal(graph_fn(tf.constant(a)).numpy(), ref)
