@@ -7,9 +7,10 @@
   * ``serving_default`` (method ``tensorflow/serving/predict``): one 1-D tensor per raw
     feature in (the names and dtypes of :meth:`FeatureEncoder.input_signature`: int64 or
     string ids, float32 numbers, NaN = missing), the head's decoded outputs out:
-    ``watch_time`` plus ``Head.output_names`` (for the tree head ``watch_time_global``,
-    ``variance``, ``prune_mask``, ``leaf_prob``, ``tree_depth``). Nothing else is fetched,
-    so the serving path is the tower plus the head's decoding;
+    ``watch_time`` plus those of ``Head.output_names`` its decoding returns (for the tree
+    head ``watch_time_global``, ``variance``, ``prune_mask``, ``leaf_prob``,
+    ``tree_depth``). Nothing else is returned, so the serving path is the tower plus the
+    head's decoding;
   * ``regress`` (method ``tensorflow/serving/regress``): input ``inputs``, a string
     tensor of serialized ``tf.Example`` protos (one feature per raw input; a missing
     numeric feature is NaN = missing, a missing categorical one is an error), output
@@ -40,6 +41,8 @@ import logging
 import os
 import secrets
 import shutil
+import socket
+import time
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Union
 
@@ -308,19 +311,35 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(base: Path) -> List[Path]:
-    """Remove the temporary directories of exports whose process is gone (killed exports)."""
+def _tmp_name() -> str:
+    host = "".join(c if c.isalnum() else "_" for c in socket.gethostname()) or "host"
+    return f"{TMP_PREFIX}{host}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def remove_stale_temporaries(base: Path, foreign_age: float = 86400.0) -> List[Path]:
+    """Remove the temporary directories of killed exports: those made on this host by a
+    process that is gone, and those from other hosts (or containers sharing the folder)
+    untouched for ``foreign_age`` seconds, whose process this host cannot check."""
     removed = []
     if not base.is_dir():
         return removed
+    here = _tmp_name().rsplit("-", 2)[0]
     for p in base.iterdir():
         if not (p.is_dir() and p.name.startswith(TMP_PREFIX)):
             continue
         try:
-            pid = int(p.name[len(TMP_PREFIX):].split("-")[0])
+            host, pid, _ = p.name.rsplit("-", 2)
+            pid = int(pid)
         except ValueError:
             continue
-        if not _pid_alive(pid):
+        if host == here:
+            stale = not _pid_alive(pid)
+        else:
+            try:
+                stale = time.time() - p.stat().st_mtime > foreign_age
+            except OSError:
+                continue
+        if stale:
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p)
     return removed
@@ -391,7 +410,7 @@ def export_model(model: tf.keras.Model, export_dir: PathLike = "export", name: s
                               f"overwritten")
     base.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(base)
-    tmp = base / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = base / _tmp_name()
     try:
         write_saved_model(model, tmp, name, example_frame=example_frame,
                           warmup_batch_sizes=warmup_batch_sizes)

@@ -292,3 +292,21 @@ def test_pruned_leaves_fast_form_matches_reference(depth):
         ref = (1.0 - blocked) * np.minimum(pruned + is_leaf, 1.0)
         np.testing.assert_array_equal(ops.pruned_leaves(tf.constant(a)).numpy(), ref)
         np.testing.assert_array_equal(graph_fn(tf.constant(a)).numpy(), ref)
+
+
+def test_stale_temporaries_cleanup(tmp_path):
+    """Leftovers of this host's dead exports go; another host's only once old."""
+    from ptpm_tf.export import _tmp_name, remove_stale_temporaries
+    base = tmp_path / "m"
+    base.mkdir()
+    host = _tmp_name().rsplit("-", 2)[0][len(TMP_PREFIX):]
+    dead = base / f"{TMP_PREFIX}{host}-999999999-aaaa"
+    alive = base / f"{TMP_PREFIX}{host}-{os.getpid()}-bbbb"
+    foreign_new = base / f"{TMP_PREFIX}elsewhere-1-cccc"
+    foreign_old = base / f"{TMP_PREFIX}elsewhere-2-dddd"
+    for p in (dead, alive, foreign_new, foreign_old):
+        p.mkdir()
+    os.utime(foreign_old, (time.time() - 2 * 86400, time.time() - 2 * 86400))
+    removed = remove_stale_temporaries(base)
+    assert sorted(removed) == sorted([dead, foreign_old])
+    assert alive.exists() and foreign_new.exists()

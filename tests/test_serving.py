@@ -151,7 +151,7 @@ def test_newest_version_is_served(tmp_path):
         first = c.predict("m", feats)
         np.testing.assert_allclose(first["watch_time"], _keras("tpm", feats)["watch_time"],
                                    rtol=1e-5, atol=1e-4)
-        half = base / ".tmp-export-1-dead"  # what a killed export leaves
+        half = base / ".tmp-export-otherhost-1-dead"  # what a killed export leaves
         half.mkdir()
         (half / "saved_model.pb").write_bytes(b"truncated")
         second = export_model(runs["ptpm"].model, tmp_path, "m", warmup_batch_sizes=(1,))
