@@ -292,7 +292,8 @@ def cmd_predict(args) -> int:
             out = client.predict_frame(name, frame, signature=args.signature)
     except grpc.RpcError as err:
         return _rpc_error(err)
-    per_row = {k: v for k, v in out.items() if v.ndim == 1}
+    order = sorted(out, key=lambda k: (k != "watch_time", k))
+    per_row = {k: out[k] for k in order if out[k].ndim == 1}
     table = pd.DataFrame(per_row)
     print(f"{name} at {args.server}: {len(frame)} candidates")
     with pd.option_context("display.max_rows", 50, "display.width", 160):
