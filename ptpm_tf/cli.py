@@ -38,6 +38,13 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="validation quantity early stopping watches")
     p.add_argument("--split", default="0.8,0.1,0.1",
                    help="train,validation,test fractions (by time if there is a timestamp)")
+    p.add_argument("--strategy", default="default", choices=("default", "mirrored", "multi_worker"),
+                   help="tf.distribute strategy: one device, the local devices (mirrored), or "
+                        "the workers of TF_CONFIG (multi_worker); --batch-size is the global "
+                        "batch (see docs/distributed.md)")
+    p.add_argument("--backup-every", type=int, metavar="STEPS",
+                   help="back up training every STEPS steps (default: every epoch); a killed "
+                        "run resumes from its last backup when rerun with the same command")
     g = p.add_argument_group("PTPM settings (tree models)")
     g.add_argument("--no-tsl", action="store_true", help="ablation: no tree structure learning")
     g.add_argument("--no-ucl", action="store_true", help="ablation: no unbiased conditional learning")
@@ -103,7 +110,8 @@ def _train_config(args, model: str):
                        epochs=args.epochs, batch_size=args.batch_size,
                        learning_rate=args.learning_rate, patience=args.patience,
                        monitor=args.monitor, split=split,
-                       head={**_head_overrides(args), **_baseline_overrides(args, model)})
+                       head={**_head_overrides(args), **_baseline_overrides(args, model)},
+                       strategy=args.strategy, backup_every=args.backup_every)
 
 
 def cmd_simulate(args) -> int:
