@@ -277,10 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _import_tensorflow_quietly() -> None:
+def _import_tensorflow_quietly(strategy: Optional[str] = None) -> None:
     """Import TensorFlow with the native stderr muted: its C++ start-up lines (oneDNN,
     CUDA probing) ignore ``TF_CPP_MIN_LOG_LEVEL`` and would bury the CLI's one-line
-    errors. Python-level import errors still raise after stderr is restored."""
+    errors. Python-level import errors still raise after stderr is restored.
+
+    ``strategy='multi_worker'`` creates the MultiWorkerMirroredStrategy here, before the
+    device set-up: TensorFlow accepts it only before its runtime has started."""
     import ptpm_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
     sys.stderr.flush()
     saved = os.dup(2)
@@ -289,6 +292,9 @@ def _import_tensorflow_quietly() -> None:
             os.dup2(null.fileno(), 2)
             try:
                 import tensorflow as tf
+                if strategy == "multi_worker":
+                    from ptpm_tf.distribute import make_strategy
+                    make_strategy(strategy)
                 tf.config.list_logical_devices()  # device set-up logs its probing too
             finally:
                 os.dup2(saved, 2)
@@ -298,7 +304,11 @@ def _import_tensorflow_quietly() -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    _import_tensorflow_quietly()
+    try:
+        _import_tensorflow_quietly(getattr(args, "strategy", None))
+    except ValueError as err:  # e.g. --strategy multi_worker without TF_CONFIG
+        print(f"ptpm-tf: error: {err}", file=sys.stderr)
+        return 2
     from ptpm_tf.data.dataset import DataError
 
     try:
