@@ -84,6 +84,27 @@ class Run:
     seconds: float
 
 
+#: what a run directory holds; train refuses to replace a directory holding anything else
+RUN_ENTRIES = ("config.json", "history.json", "metrics.json", "split.npz", "split.npz.json",
+               "checkpoint", "backup")
+
+
+def check_run_dir(out_dir: Path) -> None:
+    """Refuse ``out_dir`` if it holds files that are not a run's: the finished run replaces
+    the whole directory, and must not take a user's other files with it."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        if out_dir.exists():
+            raise ValueError(f"{out_dir} exists and is not a directory")
+        return
+    foreign = sorted(p.name for p in out_dir.iterdir()
+                     if p.name not in RUN_ENTRIES and not p.name.startswith(("weights.", ".")))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise ValueError(f"{out_dir} holds files that are not part of a run ({shown}); a run "
+                         f"replaces its directory, so choose an empty or a run directory")
+
+
 def build_model(config: TrainConfig, encoder: FeatureEncoder) -> WatchTimeModel:
     tower = Tower({name: encoder.vocab_size(name) for name in encoder.categorical},
                   **config.tower)
@@ -120,6 +141,8 @@ def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
     # first: MultiWorkerMirroredStrategy must exist before TensorFlow runs anything else
     strategy = distribute.make_strategy(config.strategy)
     writer = distribute.is_chief(strategy)
+    if out_dir is not None:
+        check_run_dir(Path(out_dir))
     tf.keras.utils.set_random_seed(config.seed)
     if dataset is not None:
         if dataset.name != config.dataset:
@@ -195,6 +218,8 @@ def save_run(run: Run, out_dir: Path,
     out_dir = Path(out_dir)
     strategy = strategy or run.model.distribute_strategy
     chief = distribute.is_chief(strategy)
+    if chief:
+        check_run_dir(out_dir)
     stage = distribute.staging_dir(out_dir) if chief else distribute.worker_dir(out_dir, strategy)
     try:
         _write_run(run, stage)
