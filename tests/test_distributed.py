@@ -5,7 +5,8 @@
   and only the chief wrote the run directory.
 - A training process killed with SIGKILL mid-epoch is restarted with the same command and
   ends with the same optimizer step count and epochs as an uninterrupted run; one killed
-  after its last epoch does not train again.
+  after its last epoch does not train again. In a two-worker cluster, one worker killed
+  mid-epoch makes the other fail (not hang); both restarted resume from the backup.
 - Under ``MirroredStrategy`` on two logical CPUs, the loss parts, the summed gradient and
   the global-batch statistics (UCL weights, rewards, advantage std) equal the
   single-device values on the same global batch, including a replica with no rows.
@@ -83,32 +84,47 @@ def _run_worker(config, out_dir, result, log, **env):
             _kill(proc)
 
 
-def test_two_workers_end_with_identical_weights_and_lower_loss(tmp_path):
+def _run_cluster(config, out, tmp_path, tag, die_at=(None, None)):
+    """Two MultiWorkerMirroredStrategy workers on 127.0.0.1 (free ports) running the same
+    training; ``die_at[i]`` makes worker ``i`` SIGKILL itself. Returns the exit codes."""
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    config = dict(SMALL, epochs=2, strategy="multi_worker")
-    out = tmp_path / "run"
     procs, logs = [], []
     try:
         for i in range(2):
-            tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
-            logs.append(tmp_path / f"worker{i}.log")
+            env = {"TF_CONFIG": json.dumps({"cluster": cluster,
+                                            "task": {"type": "worker", "index": i}})}
+            if die_at[i]:
+                env["DIE_AT"] = die_at[i]
+            logs.append(tmp_path / f"{tag}-worker{i}.log")
             with open(logs[-1], "w") as f:
                 procs.append(_start([WORKER, json.dumps(config), out, tmp_path / f"w{i}.npz"],
-                                    _env(TF_CONFIG=tf_config), f))
+                                    _env(**env), f))
         codes = [p.wait(timeout=TIMEOUT) for p in procs]
     finally:
         for p in procs:
             _kill(p)
-    assert codes == [0, 0], "\n".join(_tail(log) for log in logs)
+    return codes, "\n".join(_tail(log) for log in logs)
 
+
+def _same_weights(tmp_path):
     chief, other = (np.load(tmp_path / f"w{i}.npz") for i in range(2))
     weights = sorted(k for k in chief.files if k.startswith("w"))
     assert len(weights) > 10 and weights == sorted(k for k in other.files if k.startswith("w"))
     for k in weights:
         np.testing.assert_array_equal(chief[k], other[k], err_msg=k)
+    assert int(chief["iterations"]) == int(other["iterations"])
+    return chief
+
+
+def test_two_workers_end_with_identical_weights_and_lower_loss(tmp_path):
+    config = dict(SMALL, epochs=2, strategy="multi_worker")
+    out = tmp_path / "run"
+    codes, logs = _run_cluster(config, out, tmp_path, "train")
+    assert codes == [0, 0], logs
+    chief = _same_weights(tmp_path)
     # the global batch is split over the two workers: 10 steps per epoch, not 20
-    assert int(chief["iterations"]) == int(other["iterations"]) == 2 * STEPS_PER_EPOCH
+    assert int(chief["iterations"]) == 2 * STEPS_PER_EPOCH
     loss = chief["loss"]
     assert len(loss) == 2 and loss[-1] < loss[0]
 
@@ -143,6 +159,22 @@ def test_killed_mid_epoch_resumes_with_the_same_number_of_steps(tmp_path):
     assert metrics["optimizer_steps"] == epochs * STEPS_PER_EPOCH
     assert metrics["epochs_run"] == epochs and len(history["val_mae"]) == epochs
     assert not (out / "backup").exists()
+
+
+def test_killed_worker_the_cluster_restarts_and_resumes(tmp_path):
+    config = dict(SMALL, epochs=1, strategy="multi_worker", backup_every=3)
+    out = tmp_path / "run"
+    # worker 1 dies after step 7 (backups after steps 3 and 6); worker 0's collectives
+    # are aborted by TensorFlow's health check, so it exits with an error, not a hang
+    codes, logs = _run_cluster(config, out, tmp_path, "killed", die_at=(None, "step:7"))
+    assert codes[1] == -signal.SIGKILL and codes[0] not in (0, None), (codes, logs)
+    assert (out / "backup" / "keras" / "chief" / "checkpoint").exists()
+
+    codes, logs = _run_cluster(config, out, tmp_path, "restarted")  # the same command
+    assert codes == [0, 0], logs
+    chief = _same_weights(tmp_path)
+    assert int(chief["iterations"]) == STEPS_PER_EPOCH and int(chief["steps_here"]) == 4
+    assert json.loads((out / "metrics.json").read_text())["optimizer_steps"] == STEPS_PER_EPOCH
 
 
 def test_killed_after_training_resumes_without_training_again(tmp_path):
