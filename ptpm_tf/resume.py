@@ -68,9 +68,6 @@ class RunBackup:
             self.root.mkdir(parents=True, exist_ok=True)
             distribute.write_atomic(path, json.dumps(current, indent=2, sort_keys=True))
 
-    def has_checkpoint(self) -> bool:
-        return tf.train.latest_checkpoint(str(self.keras_dir / "chief")) is not None
-
     def latest_progress(self) -> Optional[Dict[str, Any]]:
         epochs = list_progress(self.progress_dir)
         return load_progress(self.progress_dir, epochs[-1]) if epochs else None
