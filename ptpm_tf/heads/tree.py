@@ -7,10 +7,6 @@ Training loss (Eq. 18): ``L_ce`` (UCL-weighted with ``ucl``) + ``w_reg L_reg`` +
 gradient only from ``L_tree``; the classifier logits only from the TPM terms.
 
 TPM is this head with ``tsl=False, ucl=False, leaf_values='midpoint'``.
-
-Over several replicas (:mod:`ptpm_tf.distribute`): the loss parts are local means that the
-model weights into global-batch means; the UCL normaliser, the rewards and the advantage
-std are global-batch statistics; the pruning actions are drawn per replica.
 """
 from __future__ import annotations
 
@@ -128,6 +124,10 @@ class TreeHead(Head):
 
     # -- loss ------------------------------------------------------------------------
     def compute_loss(self, outputs, targets, step, training=False):
+        """Eq. 18 on one batch. Over several replicas (:mod:`ptpm_tf.distribute`) the parts
+        are local means that the model weights into global-batch means, while the UCL
+        normaliser, the rewards and the advantage std are global-batch statistics and the
+        pruning actions are drawn per replica."""
         y = tf.cast(targets[LABEL], tf.float32)
         leaf = tf.cast(targets["leaf"], tf.int32)
         logits = outputs["cls_logits"]
