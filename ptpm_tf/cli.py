@@ -38,6 +38,13 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="validation quantity early stopping watches")
     p.add_argument("--split", default="0.8,0.1,0.1",
                    help="train,validation,test fractions (by time if there is a timestamp)")
+    p.add_argument("--strategy", default="default", choices=("default", "mirrored", "multi_worker"),
+                   help="tf.distribute strategy: one device, the local devices (mirrored), or "
+                        "the workers of TF_CONFIG (multi_worker); --batch-size is the global "
+                        "batch (see docs/distributed.md)")
+    p.add_argument("--backup-every", type=int, metavar="STEPS",
+                   help="back up training every STEPS steps (default: every epoch); a killed "
+                        "run resumes from its last backup when rerun with the same command")
     g = p.add_argument_group("PTPM settings (tree models)")
     g.add_argument("--no-tsl", action="store_true", help="ablation: no tree structure learning")
     g.add_argument("--no-ucl", action="store_true", help="ablation: no unbiased conditional learning")
@@ -103,7 +110,8 @@ def _train_config(args, model: str):
                        epochs=args.epochs, batch_size=args.batch_size,
                        learning_rate=args.learning_rate, patience=args.patience,
                        monitor=args.monitor, split=split,
-                       head={**_head_overrides(args), **_baseline_overrides(args, model)})
+                       head={**_head_overrides(args), **_baseline_overrides(args, model)},
+                       strategy=args.strategy, backup_every=args.backup_every)
 
 
 def cmd_simulate(args) -> int:
@@ -469,10 +477,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _import_tensorflow_quietly() -> None:
+def _import_tensorflow_quietly(strategy: Optional[str] = None) -> None:
     """Import TensorFlow with the native stderr muted: its C++ start-up lines (oneDNN,
     CUDA probing) ignore ``TF_CPP_MIN_LOG_LEVEL`` and would bury the CLI's one-line
-    errors. Python-level import errors still raise after stderr is restored."""
+    errors. Python-level import errors still raise after stderr is restored.
+
+    ``strategy='multi_worker'`` creates the MultiWorkerMirroredStrategy here, before the
+    device set-up: TensorFlow accepts it only before its runtime has started."""
     import ptpm_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
     sys.stderr.flush()
     saved = os.dup(2)
@@ -481,6 +492,9 @@ def _import_tensorflow_quietly() -> None:
             os.dup2(null.fileno(), 2)
             try:
                 import tensorflow as tf
+                if strategy == "multi_worker":
+                    from ptpm_tf.distribute import make_strategy
+                    make_strategy(strategy)
                 tf.config.list_logical_devices()  # device set-up logs its probing too
             finally:
                 os.dup2(saved, 2)
@@ -490,7 +504,11 @@ def _import_tensorflow_quietly() -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    _import_tensorflow_quietly()
+    try:
+        _import_tensorflow_quietly(getattr(args, "strategy", None))
+    except ValueError as err:  # e.g. --strategy multi_worker without TF_CONFIG
+        print(f"ptpm-tf: error: {err}", file=sys.stderr)
+        return 2
     from ptpm_tf.data.dataset import DataError
 
     try:
