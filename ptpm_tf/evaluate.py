@@ -18,7 +18,7 @@ def predict_frame(model: WatchTimeModel, frame: pd.DataFrame,
                   batch_size: int = 8192) -> Dict[str, np.ndarray]:
     """The model's decoded predictions plus its raw head outputs for every row of
     ``frame``, as NumPy arrays (batched; no per-row Python work)."""
-    @tf.function
+    @tf.function(reduce_retracing=True)
     def step(features):
         raw = model.raw_outputs(features)
         return {**raw, **model.head.decode(raw, features)}
