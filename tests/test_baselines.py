@@ -220,3 +220,23 @@ def test_cread_a_is_chosen_on_validation(tiny, monkeypatch, tmp_path):
     assert sel["chosen"]["a"] == min(tried, key=tried.get)
     assert run.config.head["a"] == sel["chosen"]["a"]
     assert (tmp_path / "metrics.json").exists()
+
+
+def test_d2q_exports_and_decodes_from_raw_duration_in_the_session_loader(tiny, tmp_path):
+    """The group lookup and quantile interpolation are stock ops: the SavedModel answers
+    through the TF1 session loader (TF Serving's path) as the Keras model does."""
+    from ptpm_tf import export as E
+    dataset, split = tiny
+    run = train(TrainConfig(model="d2q", epochs=1, batch_size=256, seed=3, tower=TINY_TOWER),
+                tmp_path / "run", dataset=dataset, split=split, verbose=0)
+    vdir = E.export_run(tmp_path / "run", tmp_path / "export", name="d2q")
+    feats = E.sample_features(run.model.encoder, 6, split.test)
+    feats["duration"][0] = np.nan  # unknown duration: the global group
+    direct = run.model(feats)["watch_time"].numpy()
+    with tf.compat.v1.Session(graph=tf.Graph()) as sess:
+        meta = tf.compat.v1.saved_model.load(sess, ["serve"], str(vdir))
+        sig = meta.signature_def["serving_default"]
+        out = sess.run(sig.outputs["watch_time"].name,
+                       {sig.inputs[k].name: v for k, v in feats.items()})
+    np.testing.assert_allclose(out, direct, rtol=1e-4, atol=1e-3)
+    assert np.all(np.isfinite(out)) and np.all(out >= 0)
