@@ -48,7 +48,20 @@ VARIANTS: Dict[str, Tuple[str, Dict[str, Any]]] = {
     "mse": ("mse", {}), "wlr": ("wlr", {}), "d2q": ("d2q", {}), "or": ("or", {}),
     "dml": ("dml", {}), "cread": ("cread", {}), "tpm": ("tpm", {}), "ptpm": ("ptpm", {}),
     "ptpm-no-tsl": ("ptpm", {"tsl": False}), "ptpm-no-ucl": ("ptpm", {"ucl": False}),
+    # PTPM settings searched for a TSL/UCL that pays (DESIGN.md section 2); compare them on
+    # the validation columns of their table, never on test.
+    "tpm-mean": ("ptpm", {"tsl": False, "ucl": False}),
+    "ptpm-batch-reward": ("ptpm", {"reward": "batch"}),
+    "ptpm-raw-advantage": ("ptpm", {"advantage_norm": False}),
+    "ptpm-prune-bias0": ("ptpm", {"prune_bias_init": 0.0}),
+    "ptpm-w-tree5": ("ptpm", {"w_tree": 5.0}),
+    "ptpm-warmup": ("ptpm", {"tree_warmup_steps": 300}),
+    "ptpm-ucl-clip2": ("ptpm", {"ucl_self_normalize": False, "ucl_max_weight": 2.0}),
+    "ptpm-ucl-clip8": ("ptpm", {"ucl_self_normalize": False, "ucl_max_weight": 8.0}),
 }
+SETTINGS_ORDER = ("ptpm", "ptpm-no-tsl", "ptpm-no-ucl", "tpm", "tpm-mean", "ptpm-batch-reward",
+                  "ptpm-raw-advantage", "ptpm-prune-bias0", "ptpm-w-tree5", "ptpm-warmup",
+                  "ptpm-ucl-clip2", "ptpm-ucl-clip8")
 TABLE2_ORDER = ("mse", "wlr", "d2q", "or", "dml", "cread", "tpm", "ptpm")
 TABLE3_ORDER = ("ptpm", "ptpm-no-tsl", "ptpm-no-ucl", "tpm")
 LABELS = {"mse": "MSE", "wlr": "WLR", "d2q": "D2Q", "or": "OR", "dml": "DML",
@@ -387,6 +400,10 @@ def summarize(out: Path, config: Optional[BenchmarkConfig] = None) -> Dict[str, 
                 if len(vals) == len(runs):
                     entry[key] = _mean_std(vals)
                     entry[key]["per_seed"] = vals
+            for key in ("mae", "xauc"):
+                vals = [r["validation"][key] for r in runs if "validation" in r]
+                if len(vals) == len(runs):
+                    entry["val_" + key] = _mean_std(vals)
             ratios = [r["test"]["leaf_prior_posterior_ratio"] for r in runs
                       if "leaf_prior_posterior_ratio" in r["test"]]
             if ratios:
@@ -504,6 +521,29 @@ def _table(results: Dict[str, Any], order: Sequence[str], title: str, star: bool
     return lines + [""]
 
 
+def _settings_table(results: Dict[str, Any]) -> List[str]:
+    """The PTPM settings tried, when any beyond Table 3 ran: validation (the column to
+    choose by) next to test, with the average learned depth."""
+    lines: List[str] = []
+    for d, r in results["datasets"].items():
+        ms = r["models"]
+        rows = [v for v in SETTINGS_ORDER if v in ms]
+        if not any(v not in TABLE3_ORDER for v in rows):
+            continue
+        lines += [f"### PTPM settings tried on {d} (choose by the validation columns)", "",
+                  "| setting | head overrides | val MAE | val XAUC | test MAE | test XAUC | avg depth |",
+                  "|---|---|---|---|---|---|---|"]
+        for v in rows:
+            e = ms[v]
+            f = lambda k, n: f"{e[k]['mean']:.{n}f}" if k in e else "-"
+            overrides = ", ".join(f"{k}={x}" for k, x in VARIANTS[v][1].items()) or "-"
+            lines.append(f"| {LABELS.get(v, v)} | {overrides} | {f('val_mae', 3)} | "
+                         f"{f('val_xauc', 4)} | {f('mae', 3)} | {f('xauc', 4)} | "
+                         f"{f('avg_tree_depth', 2)} |")
+        lines.append("")
+    return lines
+
+
 def render_tables(results: Dict[str, Any]) -> str:
     """tables.md: Table 2, Table 3, significance details, CREAD's a, costs."""
     lines = ["# Benchmark results", ""]
@@ -517,6 +557,7 @@ def render_tables(results: Dict[str, Any]) -> str:
                   "significant at p < 0.05 (two-sided paired t-test over seeds).", ""]
     lines += _table(results, TABLE2_ORDER, "Table 2: PTPM against the baselines", True)
     lines += _table(results, TABLE3_ORDER, "Table 3: PTPM with different components", False)
+    lines += _settings_table(results)
     for d, r in results["datasets"].items():
         sig = r["significance"]["table2"]
         if sig:

@@ -116,3 +116,18 @@ def test_tables_bold_the_best_and_star_a_significant_ptpm_gain():
     assert "**10.000 ± 0.000**" in ptpm_row and ptpm_row.split("|")[2].strip().endswith("*")
     assert "**0.7100" in tpm_row  # TPM has the best XAUC here: bold, and no star anywhere
     assert not ptpm_row.split("|")[3].strip().endswith("*")
+
+
+def test_settings_table_lists_validation_next_to_test():
+    from ptpm_tf.benchmark import _settings_table
+    stat = lambda m: {"mean": m, "std": 0.0, "n": 2}
+    models = {"ptpm": {"val_mae": stat(9.5), "val_xauc": stat(0.70), "mae": stat(9.6),
+                       "xauc": stat(0.71), "avg_tree_depth": stat(6.0)},
+              "ptpm-batch-reward": {"val_mae": stat(9.8), "val_xauc": stat(0.69),
+                                    "mae": stat(9.9), "xauc": stat(0.68)}}
+    lines = _settings_table({"datasets": {"simulator": {"models": models}}})
+    text = "\n".join(lines)
+    assert "| PTPM | - | 9.500 | 0.7000 | 9.600 | 0.7100 | 6.00 |" in text
+    assert "| ptpm-batch-reward | reward=batch | 9.800 | 0.6900 | 9.900 | 0.6800 | - |" in text
+    # only Table 3's variants: nothing extra to show
+    assert _settings_table({"datasets": {"simulator": {"models": {"ptpm": models["ptpm"]}}}}) == []
