@@ -1,0 +1,183 @@
+"""Distributional decoders of the tree (issue 7): quantiles, median, P(W > t), and the
+median decoder end to end."""
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import ptpm_tf  # noqa: F401
+from ptpm_tf import decoding
+from ptpm_tf.tree import TreeGeometry, TreeOps, fit_global_tree
+
+# Two leaves, K = 2 pieces each: leaf 0 covers [0, 10] with its within-leaf median at 2
+# (skewed), leaf 1 covers [10, 30] with its within-leaf median at 20.
+KNOTS = np.array([[0.0, 2.0, 10.0], [10.0, 20.0, 30.0]], np.float32)
+
+
+def _q(prob, levels, knots=KNOTS):
+    return decoding.quantiles(tf.constant(prob, tf.float32), tf.constant(knots),
+                              levels).numpy()
+
+
+def test_quantiles_of_a_hand_built_distribution():
+    # P(leaf 0) = 0.4, P(leaf 1) = 0.6. F is piecewise linear through
+    # (0, 0), (2, 0.2), (10, 0.4), (20, 0.7), (30, 1.0).
+    prob = [[0.4, 0.6]]
+    levels = [0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.7, 0.9]
+    expected = [1.0,  # 0.1 / 0.2 of the way from 0 to 2
+                2.0,
+                6.0,  # half way from 2 to 10
+                10.0,
+                10.0 + 10.0 * (0.1 / 0.3),  # (0.5 - 0.4) / 0.3 of the way from 10 to 20
+                15.0,
+                20.0,
+                20.0 + 10.0 * (0.2 / 0.3)]
+    np.testing.assert_allclose(_q(prob, levels)[0], expected, rtol=1e-5)
+    # un-normalised probabilities are renormalised
+    np.testing.assert_allclose(_q([[0.8, 1.2]], levels)[0], expected, rtol=1e-5)
+
+
+def test_cdf_and_survival_of_the_hand_built_distribution():
+    prob = tf.constant([[0.4, 0.6]] * 7, tf.float32)
+    t = tf.constant([-1.0, 0.0, 1.0, 6.0, 15.0, 30.0, 31.0])
+    f = decoding.cdf(prob, tf.constant(KNOTS), t).numpy()
+    np.testing.assert_allclose(f, [0.0, 0.0, 0.1, 0.3, 0.55, 1.0, 1.0], atol=1e-6)
+    s = decoding.survival(prob, tf.constant(KNOTS), t).numpy()
+    np.testing.assert_allclose(s, 1.0 - f, atol=1e-6)
+    nan = decoding.survival(prob[:1], tf.constant(KNOTS), tf.constant([np.nan])).numpy()
+    assert np.isnan(nan[0])
+
+
+def test_quantile_is_the_inverse_of_the_cdf():
+    rng = np.random.default_rng(3)
+    knots = np.sort(rng.gamma(1.0, 10.0, 16 * 5)).reshape(16, 5).astype(np.float32)
+    knots[1:, 0] = knots[:-1, -1]  # continuous, as fit_leaf_knots makes them
+    knots = np.maximum.accumulate(knots.ravel()).reshape(knots.shape)
+    prob = rng.dirichlet(np.full(16, 0.7), size=32).astype(np.float32)
+    levels = np.linspace(0.02, 0.98, 25)
+    q = _q(prob, levels, knots)
+    for i, lev in enumerate(levels):
+        f = decoding.cdf(tf.constant(prob), tf.constant(knots), tf.constant(q[:, i])).numpy()
+        np.testing.assert_allclose(f, lev, atol=2e-4)
+
+
+@pytest.mark.parametrize("depth,k", [(2, 1), (4, 8), (6, 8)])
+def test_quantiles_are_monotone_in_q_for_random_distributions(depth, k):
+    rng = np.random.default_rng(depth)
+    y = np.concatenate([np.zeros(300), rng.uniform(0, 3, 500), rng.lognormal(3, 1, 2000)])
+    tree = fit_global_tree(y, depth)
+    knots = decoding.fit_leaf_knots(y, tree.train_leaf, tree.leaf_bounds, k)
+    # sparse and dense random leaf distributions, some with empty leaves
+    prob = rng.dirichlet(np.full(2 ** depth, 0.3), size=200)
+    prob[::4] *= rng.random(prob[::4].shape) < 0.3
+    prob[::4, 0] += 1e-3
+    levels = np.sort(np.concatenate([rng.random(40), [1e-6, 0.5, 1 - 1e-6]]))
+    q = _q(prob.astype(np.float32), levels, knots)
+    assert np.all(np.diff(q, axis=1) >= -1e-4 * (1 + np.abs(q[:, 1:])))
+    assert np.all(q >= tree.leaf_bounds[0] - 1e-4) and np.all(q <= tree.leaf_bounds[-1] + 1e-3)
+
+
+def test_median_of_one_leaf_mass_lies_inside_that_leaf():
+    rng = np.random.default_rng(0)
+    y = rng.lognormal(2.5, 1.0, 5000)
+    tree = fit_global_tree(y, 4)
+    knots = decoding.fit_leaf_knots(y, tree.train_leaf, tree.leaf_bounds, 8)
+    n_leaves = 16
+    prob = np.eye(n_leaves, dtype=np.float32)
+    med = _q(prob, [0.5], knots)[:, 0]
+    lo, hi = tree.leaf_bounds[:-1], tree.leaf_bounds[1:]
+    assert np.all((med >= lo) & (med <= hi))
+    # and it is the within-leaf median of the training labels (up to interpolation)
+    true_med = np.array([np.median(y[tree.train_leaf == k]) for k in range(n_leaves)])
+    np.testing.assert_allclose(med, true_med, rtol=0.02)
+    # a pruned leaf (internal node 1 = left half of the tree) with all the mass: its
+    # median is the training median of the labels below it, inside its interval
+    geom = TreeGeometry(4)
+    node_prob = np.zeros((1, geom.n_nodes), np.float32)
+    node_prob[0, 1] = 1.0
+    mask = np.zeros_like(node_prob)
+    mask[0, 1] = 1.0
+    leaf_p = decoding.leaf_distribution(tf.constant(node_prob), tf.constant(mask),
+                                        tf.constant(decoding.spread_matrix(geom)))
+    np.testing.assert_allclose(leaf_p.numpy()[0], [1 / 8] * 8 + [0] * 8, atol=1e-7)
+    m = decoding.quantiles(leaf_p, tf.constant(knots), [0.5]).numpy()[0, 0]
+    assert tree.leaf_bounds[0] <= m <= tree.leaf_bounds[8]
+    np.testing.assert_allclose(m, np.median(y[tree.train_leaf < 8]), rtol=0.02)
+
+
+def test_survival_is_one_below_the_smallest_bound_and_zero_above_the_largest():
+    rng = np.random.default_rng(1)
+    y = rng.gamma(0.8, 20.0, 3000) + 1.0
+    tree = fit_global_tree(y, 5)
+    knots = tf.constant(decoding.fit_leaf_knots(y, tree.train_leaf, tree.leaf_bounds, 4))
+    prob = tf.constant(rng.dirichlet(np.ones(32), size=50), tf.float32)
+    lo, hi = float(tree.leaf_bounds[0]), float(tree.leaf_bounds[-1])
+    below = decoding.survival(prob, knots, tf.fill([50], lo - 0.5)).numpy()
+    above = decoding.survival(prob, knots, tf.fill([50], hi + 0.5)).numpy()
+    at_top = decoding.survival(prob, knots, tf.fill([50], hi)).numpy()
+    np.testing.assert_array_equal(below, 1.0)
+    np.testing.assert_array_equal(above, 0.0)
+    np.testing.assert_array_equal(at_top, 0.0)
+    # and it is non-increasing in t in between
+    ts = np.linspace(lo, hi, 60, dtype=np.float32)
+    s = np.stack([decoding.survival(prob, knots, tf.fill([50], t)).numpy() for t in ts], 1)
+    assert np.all(np.diff(s, axis=1) <= 1e-6)
+
+
+def test_leaf_knots_are_within_leaf_training_quantiles():
+    y = np.arange(40, dtype=np.float64)  # leaf k (depth 2) holds 10k .. 10k + 9
+    tree = fit_global_tree(y, 2)
+    knots = decoding.fit_leaf_knots(y, tree.train_leaf, tree.leaf_bounds, 3)
+    np.testing.assert_allclose(knots[:, 0], tree.leaf_bounds[:-1])
+    np.testing.assert_allclose(knots[:, -1], tree.leaf_bounds[1:])
+    # interior knots: the 1/3 and 2/3 quantiles of 10k .. 10k + 9
+    np.testing.assert_allclose(knots[1, 1:3], [13.0, 16.0])
+    assert np.all(np.diff(knots.ravel()) >= 0)
+
+
+def test_unpruned_spread_equals_global_leaves_and_mean_is_e_t():
+    rng = np.random.default_rng(2)
+    geom = TreeGeometry(4)
+    ops = TreeOps(geom)
+    y = rng.lognormal(2.0, 1.0, 4000)
+    tree = fit_global_tree(y, 4)
+    reach = tf.exp(ops.log_reach(tf.constant(rng.normal(0, 2, (16, geom.n_internal)),
+                                             tf.float32)))
+    spread = tf.constant(decoding.spread_matrix(geom))
+    none = ops.pruned_leaves(tf.zeros([16, geom.n_internal - 1]))
+    np.testing.assert_allclose(decoding.leaf_distribution(reach, none, spread).numpy(),
+                               reach.numpy()[:, geom.n_internal:], atol=1e-6)
+    # a pruned tree: the spread distribution's mean over leaf means is E_T of Eq. 2
+    actions = tf.constant(rng.random((16, geom.n_internal - 1)) < 0.4, tf.float32)
+    mask = ops.pruned_leaves(actions)
+    leaf_p = decoding.leaf_distribution(reach, mask, spread).numpy()
+    e_t, _ = ops.moments(reach, mask, tf.constant(tree.node_value), tf.constant(tree.node_m2))
+    np.testing.assert_allclose(leaf_p.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(leaf_p @ tree.node_value[geom.n_internal:], e_t.numpy(),
+                               rtol=2e-3)
+
+
+def test_median_decoder_end_to_end(tmp_path):
+    from ptpm_tf.evaluate import predict_frame
+    from ptpm_tf.training import TrainConfig, load_run, train
+    config = TrainConfig(model="ptpm", rows=3000, depth=3, epochs=1, batch_size=512,
+                         head={"decode": "median"})
+    run = train(config, tmp_path / "run", verbose=0)
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["decode"] == "median"
+    for key in ("mae_mean", "mae_median", "xauc_mean", "xauc_median",
+                "mae_global_tree_mean", "mae_global_tree_median"):
+        assert np.isfinite(m[key]), key
+    assert m["mae"] == m["mae_median"] and m["xauc"] == m["xauc_median"]
+    pred = predict_frame(run.model, run.split.test.iloc[:100])
+    np.testing.assert_array_equal(pred["watch_time"], pred["watch_time_median"])
+    assert pred["quantiles"].shape == (100, len(decoding.QUANTILE_LEVELS))
+    np.testing.assert_allclose(pred["quantiles"][:, 2], pred["watch_time_median"], rtol=1e-6)
+    assert np.all(np.diff(pred["quantiles"], axis=1) >= -1e-3)
+    assert np.all((pred["p_complete"] >= 0) & (pred["p_complete"] <= 1))
+    # the decoder survives the round trip through the run directory
+    _, model, _, split = load_run(tmp_path / "run")
+    assert model.head.decoder == "median"
+    again = predict_frame(model, split.test.iloc[:100])
+    np.testing.assert_allclose(again["watch_time"], pred["watch_time"], rtol=1e-5)
