@@ -52,6 +52,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "tree's leaf distribution (metrics.json reports both)")
     g.add_argument("--reward-decode", choices=("mean", "median"),
                    help="decoder the TSL reward scores (default mean)")
+    g.add_argument("--reward-error", choices=("squared", "absolute"),
+                   help="error term of the TSL reward XAUC - error (default squared: the paper)")
 
 
 def _head_overrides(args) -> dict:
@@ -61,7 +63,7 @@ def _head_overrides(args) -> dict:
     if args.no_ucl:
         kw["ucl"] = False
     for name in ("leaf_values", "reward", "ucl_max_weight", "w_tree", "w_var",
-                 "tree_warmup_steps", "prune_bias_init", "decode", "reward_decode"):
+                 "tree_warmup_steps", "prune_bias_init", "decode", "reward_decode", "reward_error"):
         if getattr(args, name) is not None:
             kw[name] = getattr(args, name)
     return kw

@@ -181,3 +181,45 @@ def test_median_decoder_end_to_end(tmp_path):
     assert model.head.decoder == "median"
     again = predict_frame(model, split.test.iloc[:100])
     np.testing.assert_allclose(again["watch_time"], pred["watch_time"], rtol=1e-5)
+
+
+def test_pinball_loss_and_coverage_by_hand():
+    from ptpm_tf.metrics import mae, pinball_loss, quantile_coverage
+    y = np.array([1.0, 2.0, 3.0, 10.0])
+    q = np.full(4, 2.0)
+    # y - q = -1, 0, 1, 8: at 0.1 -> (0.9 + 0 + 0.1 + 0.8) / 4; at 0.9 -> (0.1 + 0.9 + 7.2) / 4
+    np.testing.assert_allclose(pinball_loss(y, np.stack([q, q], 1), [0.1, 0.9]), [0.45, 2.05])
+    assert pinball_loss(y, q, 0.5) == pytest.approx(mae(y, q) / 2)
+    assert quantile_coverage(y, q) == 0.5
+    np.testing.assert_allclose(quantile_coverage(y, np.stack([q, q + 5], 1)), [0.5, 0.75])
+
+
+def test_oracle_quantiles_match_the_simulator_median_and_cdf():
+    from ptpm_tf.calibration import mixture_quantiles
+    from ptpm_tf.data.simulator import simulate_with_truth
+    mix = simulate_with_truth(rows=400, seed=3).mixture
+    q = mixture_quantiles(mix, [0.1, 0.5, 0.9])
+    np.testing.assert_allclose(q[:, 1], mix.median(), rtol=1e-6)
+    assert np.all(np.diff(q, axis=1) >= 0)
+    # F(q) >= level, and F just below q < level (q is the infimum)
+    with np.errstate(divide="ignore"):  # the simulator's CDF at w >= duration
+        for i, lev in enumerate([0.1, 0.5, 0.9]):
+            assert np.all(mix.cdf(q[:, i] * (1 + 1e-6) + 1e-9) >= lev - 1e-6)
+            assert np.all(mix.cdf(q[:, i] * (1 - 1e-4)) <= lev + 1e-6)
+
+
+def test_calibration_report_and_plot(tmp_path):
+    from ptpm_tf.calibration import calibration_report, write_calibration
+    from ptpm_tf.training import TrainConfig, train
+    config = TrainConfig(model="tpm", rows=2000, depth=3, epochs=1, batch_size=512)
+    run = train(config, verbose=0)
+    report = calibration_report(run.model, run.split.test, run.dataset, config=config,
+                                levels=[0.25, 0.5, 0.75])
+    for name in ("tree", "global", "oracle"):
+        assert len(report[name]["coverage"]) == 3 and len(report[name]["pinball"]) == 3
+        assert np.all(np.diff(report[name]["coverage"]) >= 0)
+    # the oracle's quantiles are the best possible: lowest pinball loss on average
+    assert report["oracle"]["mean_pinball"] < report["tree"]["mean_pinball"]
+    assert 0.0 <= report["completion"]["brier"] <= 1.0
+    paths = write_calibration(report, tmp_path / "cal")
+    assert all(p.exists() and p.stat().st_size > 0 for p in paths)

@@ -52,6 +52,8 @@ class TreeHead(Head):
         distribution (Eq. 2) or its ``'median'`` (minimises the expected absolute error).
       reward_decode: which decoder of the pruned and the global tree the TSL reward scores
         (``'mean'`` as in the paper, or ``'median'``).
+      reward_error: the error term of the reward ``R = XAUC - error``: ``'squared'`` (the
+        paper's MSE) or ``'absolute'`` (MAE, the loss the median minimises).
       quantile_levels: the levels of the ``quantiles`` output (fixed per model; default
         ``decoding.QUANTILE_LEVELS`` = 0.1, 0.25, 0.5, 0.75, 0.9).
       leaf_knots: within-leaf interpolation pieces ``K`` (constant ``leaf_knots`` [L, K+1]).
@@ -75,6 +77,7 @@ class TreeHead(Head):
                  w_tree: float = 1.0, reward: str = "sample", advantage_norm: bool = True,
                  prune_bias_init: float = -2.0, tree_warmup_steps: int = 0,
                  decode: str = "mean", reward_decode: str = "mean",
+                 reward_error: str = "squared",
                  quantile_levels=decoding.QUANTILE_LEVELS, leaf_knots: int = decoding.LEAF_KNOTS,
                  distribution_outputs: bool = True, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
@@ -88,7 +91,10 @@ class TreeHead(Head):
             raise ValueError(f"quantile_levels must be in (0, 1), got {quantile_levels!r}")
         if int(leaf_knots) < 1:
             raise ValueError(f"leaf_knots must be >= 1, got {leaf_knots}")
+        if reward_error not in ("squared", "absolute"):
+            raise ValueError(f"reward_error must be 'squared' or 'absolute', got {reward_error!r}")
         self.decoder, self.reward_decoder = decode, reward_decode
+        self.reward_error = reward_error
         self.quantile_levels, self.n_knots = levels, int(leaf_knots)
         self.distribution_outputs = bool(distribution_outputs)
         # levels computed in one pass: the served ones, then the median if not among them
@@ -163,6 +169,18 @@ class TreeHead(Head):
         global tree (``watch_time_global_mean``, ``watch_time_global_median``), for
         evaluation."""
         return self._decode(outputs, features, diagnostics=True)
+
+    def leaf_distributions(self, outputs):
+        """([B, L], [B, L]): the global leaves' probabilities under the personalised tree
+        (its leaves' probabilities spread by training mass, :mod:`ptpm_tf.decoding`) and
+        under the global tree. Decode them with ``decoding.quantiles(p, self.leaf_knots,
+        levels)`` or ``decoding.survival(p, self.leaf_knots, t)``."""
+        reach = tf.exp(self.ops.log_reach(outputs["cls_logits"]))
+        global_p = reach[:, self.geometry.n_internal:]
+        if not self.tsl:
+            return global_p, global_p
+        mask = self.ops.pruned_leaves(tf.cast(outputs["prune_logits"] > 0.0, tf.float32))
+        return decoding.leaf_distribution(reach, mask, self.spread), global_p
 
     def _decode(self, outputs, features, diagnostics):
         log_reach = self.ops.log_reach(outputs["cls_logits"])
@@ -254,10 +272,12 @@ class TreeHead(Head):
             pred_t, _ = self.ops.moments(reach, mask, self.node_value, self.node_m2)
             pred_g = tf.stop_gradient(mean_g)
         if self.reward == "batch":
-            adv = losses.batch_advantage(y, pred_t, pred_g, self.label_scale)
+            adv = losses.batch_advantage(y, pred_t, pred_g, self.label_scale,
+                                         self.reward_error)
             gain = adv
         else:
-            adv = losses.sample_advantage(y, pred_t, pred_g, self.label_scale)
+            adv = losses.sample_advantage(y, pred_t, pred_g, self.label_scale,
+                                          self.reward_error)
             gain = tf.reduce_mean(adv)
             if self.advantage_norm:
                 adv = adv / (tf.math.reduce_std(adv) + 1e-8)
@@ -272,6 +292,6 @@ class TreeHead(Head):
                 "w_var": self.w_var, "w_tree": self.w_tree, "reward": self.reward,
                 "advantage_norm": self.advantage_norm, "prune_bias_init": self.prune_bias_init,
                 "tree_warmup_steps": self.tree_warmup_steps, "decode": self.decoder,
-                "reward_decode": self.reward_decoder,
+                "reward_decode": self.reward_decoder, "reward_error": self.reward_error,
                 "quantile_levels": list(self.quantile_levels), "leaf_knots": self.n_knots,
                 "distribution_outputs": self.distribution_outputs, "seed": self.seed}
