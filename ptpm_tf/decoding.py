@@ -23,9 +23,11 @@ leaves' training means is exactly ``E_T`` of Eq. 2.
 ``leaf_bounds``). Its within-leaf CDF is the piecewise-linear interpolation of the
 training labels' empirical CDF in that leaf through ``K + 1`` knots
 ``x_{k,0} = b_k <= x_{k,1} <= ... <= x_{k,K} = b_{k+1}``, where ``x_{k,j}`` (0 < j < K) is
-the ``j/K`` quantile of the training labels in leaf ``k`` (:func:`fit_leaf_knots`; stored
-in the model as the ``[L, K+1]`` constant ``leaf_knots``). ``K = 1`` is plain linear
-interpolation between the leaf's bounds. So the predictive CDF is::
+the ``j/K`` quantile of the training labels in leaf ``k`` (:func:`fit_leaf_knots`). The
+leaves share their ends, so the model stores them as one non-decreasing grid of
+``L*K + 1`` knots (:func:`knot_grid`; the constant ``leaf_knots``), knot ``kK + j`` being
+``x_{k,j}``. ``K = 1`` is plain linear interpolation between the leaves' bounds. So the
+predictive CDF is::
 
     F(t) = sum_{k' < k} p_k' + p_k * G_k(t),    b_k <= t < b_{k+1},
     G_k(t) = (j + (t - x_{k,j}) / (x_{k,j+1} - x_{k,j})) / K,   x_{k,j} <= t < x_{k,j+1}
@@ -39,9 +41,13 @@ continuous and piecewise linear; ``F = 0`` below ``b_0`` and ``F = 1`` from ``b_
 under this distribution, as the mean (Eq. 2) minimises the squared error. ``P(W > t)`` is
 ``1 - F(t)`` (:func:`survival`); at the item's duration it is the completion probability.
 
-Everything is dense and vectorised over the batch, the leaves and the levels: gathers, a
-cumulative sum and comparisons against ``L`` cumulative masses; no Python loops over
-samples, no data-dependent shapes, only stock TF ops (TF Serving can run them).
+Both directions go through the leaf-rank coordinate ``s in [0, L]`` (``s = k + G_k(t)``):
+the map between ``s`` and seconds is the same for every request (the knot grid, knot
+``kK + j`` at ``s = k + j/K``), only the map between ``s`` and probability is per request
+(``F = C_k + p_k (s - k)``). Everything is dense and vectorised over the batch, the leaves
+and the levels: a cumulative sum, a binary search (``tf.searchsorted``) and a few
+gathers; no Python loops over samples, no data-dependent shapes, only stock TF ops (TF
+Serving can run them).
 """
 from __future__ import annotations
 
@@ -54,7 +60,7 @@ from ptpm_tf.tree import TreeGeometry
 
 #: the quantile levels the serving signature returns (``quantiles`` output, [B, 5])
 QUANTILE_LEVELS = (0.1, 0.25, 0.5, 0.75, 0.9)
-#: default number of within-leaf interpolation pieces ``K`` (``leaf_knots`` is [L, K+1])
+#: default number of within-leaf interpolation pieces ``K`` (``leaf_knots`` is [L*K+1])
 LEAF_KNOTS = 8
 DECODERS = ("mean", "median")
 
@@ -106,6 +112,15 @@ def fit_leaf_knots(y: np.ndarray, train_leaf: np.ndarray, leaf_bounds: np.ndarra
     return out.astype(np.float32)
 
 
+def knot_grid(leaf_knots: np.ndarray) -> np.ndarray:
+    """[L, K+1] per-leaf knots (ends shared: ``x_{k,K} = x_{k+1,0}``) -> the [L*K+1] knot
+    grid the graph ops take: knot ``k K + j`` is ``x_{k,j}``."""
+    kn = np.asarray(leaf_knots, np.float32)
+    if not np.allclose(kn[1:, 0], kn[:-1, -1]):
+        raise ValueError("leaf knots must share their ends (x[k, K] == x[k+1, 0])")
+    return np.concatenate([kn[:, :-1].ravel(), kn[-1:, -1]]).astype(np.float32)
+
+
 def linear_leaf_knots(leaf_bounds: np.ndarray, knots: int = LEAF_KNOTS) -> np.ndarray:
     """[L, K+1] knots of the minimal interpolation: linear between each leaf's bounds."""
     b = np.asarray(leaf_bounds, np.float64)
@@ -123,65 +138,81 @@ def leaf_distribution(node_prob: tf.Tensor, leaf_mask: tf.Tensor,
     return tf.matmul(node_prob * leaf_mask, spread)
 
 
-def _normalise(leaf_prob: tf.Tensor) -> tuple:
-    """Probabilities renormalised to sum to 1, and [B, L+1] cumulative masses
-    ``C_0 = 0, ..., C_L = 1``."""
-    p = tf.math.divide_no_nan(leaf_prob, tf.reduce_sum(leaf_prob, axis=1, keepdims=True))
-    c = tf.cumsum(p, axis=1)
-    c = tf.concat([tf.zeros_like(c[:, :1]), c[:, :-1], tf.ones_like(c[:, :1])], axis=1)
-    return p, c
+def _sizes(leaf_prob: tf.Tensor, knots: tf.Tensor) -> tuple:
+    """(L, K, M = L*K) as Python ints when the shapes are static (they are in the model:
+    both come from constants), else as scalar tensors."""
+    n_leaves = leaf_prob.shape[1]
+    m = knots.shape[0]
+    if n_leaves is None or m is None:
+        n_leaves, m = tf.shape(leaf_prob)[1], tf.shape(knots)[0]
+    m = m - 1
+    return n_leaves, m // n_leaves, m
 
 
-def quantiles(leaf_prob: tf.Tensor, leaf_knots: tf.Tensor,
+def _cumulative(leaf_prob: tf.Tensor, n_leaves) -> tf.Tensor:
+    """[B, L] inclusive cumulative masses. With a static ``L`` this is a matmul by a
+    constant upper-triangular matrix: on CPU, TF's ``cumsum`` kernel is ~10x slower than
+    that matmul at [512, 64] (measured)."""
+    if isinstance(n_leaves, int):
+        return tf.matmul(leaf_prob, tf.constant(np.triu(np.ones((n_leaves, n_leaves),
+                                                                np.float32))))
+    return tf.cumsum(leaf_prob, axis=1)
+
+
+def quantiles(leaf_prob: tf.Tensor, knots: tf.Tensor,
               levels: Sequence[float] | tf.Tensor) -> tf.Tensor:
-    """[B, L] leaf probabilities, [L, K+1] knots, [Q] (or [B, Q]) levels in (0, 1) ->
-    [B, Q] quantiles ``inf{t : F(t) >= q}`` of the interpolated distribution."""
-    p, c = _normalise(leaf_prob)
-    n_leaves = tf.shape(p)[1]
-    k_pieces = tf.shape(leaf_knots)[1] - 1
+    """[B, L] leaf probabilities, [L*K+1] knot grid (:func:`knot_grid`), [Q] (or [B, Q])
+    levels in (0, 1) -> [B, Q] quantiles ``inf{t : F(t) >= q}``.
+
+    Two steps: the level ``q`` is mapped to the leaf-rank coordinate
+    ``s = k + (q - C_k) / p_k`` (``k`` the leaf where the cumulative mass reaches ``q``),
+    then ``s`` to seconds by the constant piecewise-linear map through the knots, knot
+    ``k K + j`` sitting at ``s = k + j / K``. The probabilities need not be normalised.
+    """
+    n_leaves, k_pieces, m = _sizes(leaf_prob, knots)
+    c = _cumulative(leaf_prob, n_leaves)
     q = tf.convert_to_tensor(levels, tf.float32)
     if q.shape.rank == 1:
-        q = tf.broadcast_to(q[None, :], [tf.shape(p)[0], tf.shape(q)[0]])
-    # leaf holding level q: the number of leaves whose cumulative upper mass is below q
-    k = tf.reduce_sum(tf.cast(c[:, None, 1:] < q[:, :, None], tf.int32), axis=2)
-    k = tf.minimum(k, n_leaves - 1)
-    c_lo = tf.gather(c, k, batch_dims=1)
-    p_k = tf.gather(p, k, batch_dims=1)
-    r = tf.clip_by_value(tf.math.divide_no_nan(q - c_lo, p_k), 0.0, 1.0)
-    pos = r * tf.cast(k_pieces, tf.float32)
-    j = tf.minimum(tf.cast(tf.floor(pos), tf.int32), k_pieces - 1)
-    frac = pos - tf.cast(j, tf.float32)
-    flat = tf.reshape(leaf_knots, [-1])
-    base = k * (k_pieces + 1) + j
-    x0, x1 = tf.gather(flat, base), tf.gather(flat, base + 1)
-    return x0 + frac * (x1 - x0)
+        q = q[None, :]
+    q = q * c[:, -1:]  # [B, Q]: the levels on the scale of the (unnormalised) masses
+    k = tf.minimum(tf.searchsorted(c, q, side="left", out_type=tf.int32), n_leaves - 1)
+    c_hi = tf.gather(c, k, batch_dims=1)
+    p_k = tf.gather(leaf_prob, k, batch_dims=1)
+    r = tf.clip_by_value(tf.math.divide_no_nan(q - c_hi + p_k, p_k), 0.0, 1.0)
+    # leaf-rank coordinate -> knot position u = s K in [0, M] -> seconds
+    u = (tf.cast(k, tf.float32) + r) * float(k_pieces) if isinstance(k_pieces, int) else (
+        (tf.cast(k, tf.float32) + r) * tf.cast(k_pieces, tf.float32))
+    i = tf.minimum(tf.cast(u, tf.int32), m - 1)  # u >= 0: the cast floors
+    x0, x1 = tf.gather(knots, i), tf.gather(knots, i + 1)
+    return x0 + (u - tf.cast(i, tf.float32)) * (x1 - x0)
 
 
-def cdf(leaf_prob: tf.Tensor, leaf_knots: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
-    """[B, L] leaf probabilities, [L, K+1] knots, [B] thresholds -> [B] ``F(t) = P(W <= t)``
-    (NaN where ``t`` is NaN)."""
-    p, c = _normalise(leaf_prob)
-    n_leaves = tf.shape(p)[1]
-    k_pieces = tf.shape(leaf_knots)[1] - 1
+def cdf(leaf_prob: tf.Tensor, knots: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
+    """[B, L] leaf probabilities, [L*K+1] knot grid, [B] thresholds -> [B]
+    ``F(t) = P(W <= t)`` (right-continuous; NaN where ``t`` is NaN).
+
+    The inverse of :func:`quantiles`' two steps: ``t`` to the knot position ``u`` (a
+    binary search in the constant grid; ``s = u / K``), then
+    ``F = sum_k p_k clip(s - k, 0, 1)`` (= ``C_k + p_k (s - k)``, dense over the leaves),
+    divided by the total mass."""
+    n_leaves, k_pieces, m = _sizes(leaf_prob, knots)
     t = tf.cast(t, tf.float32)
-    upper = leaf_knots[:, -1]
-    # leaves entirely at or below t (right-continuous: a leaf ending at t counts whole)
-    k = tf.reduce_sum(tf.cast(upper[None, :] <= t[:, None], tf.int32), axis=1)
-    below = tf.gather(c, k, batch_dims=1)
-    kc = tf.minimum(k, n_leaves - 1)
-    kn = tf.gather(leaf_knots, kc)  # [B, K+1]
-    j = tf.reduce_sum(tf.cast(kn[:, 1:] <= t[:, None], tf.int32), axis=1)
-    j = tf.minimum(j, k_pieces - 1)
-    x0 = tf.gather(kn, j, batch_dims=1)
-    x1 = tf.gather(kn, j + 1, batch_dims=1)
-    g = (tf.cast(j, tf.float32) + tf.clip_by_value(tf.math.divide_no_nan(t - x0, x1 - x0),
-                                                    0.0, 1.0)) / tf.cast(k_pieces, tf.float32)
-    g = tf.where(t < kn[:, 0], tf.zeros_like(g), g)
-    inside = tf.where(k < n_leaves, tf.gather(p, kc, batch_dims=1) * g, tf.zeros_like(g))
-    f = tf.clip_by_value(below + inside, 0.0, 1.0)
-    return tf.where(tf.math.is_nan(t), tf.fill(tf.shape(f), np.nan), f)
+    # number of knots <= t (0 .. M+1); t lies in [x_i, x_{i+1}) with i = that - 1
+    n_le = tf.searchsorted(knots[None, :], t[None, :], side="right", out_type=tf.int32)[0]
+    i = tf.clip_by_value(n_le - 1, 0, m - 1)
+    x0, x1 = tf.gather(knots, i), tf.gather(knots, i + 1)
+    frac = tf.clip_by_value(tf.math.divide_no_nan(t - x0, x1 - x0), 0.0, 1.0)
+    u = tf.where(n_le > m, float(m) if isinstance(m, int) else tf.cast(m, tf.float32),
+                 tf.cast(i, tf.float32) + frac)
+    edges = tf.range(n_leaves, dtype=tf.float32) * (
+        float(k_pieces) if isinstance(k_pieces, int) else tf.cast(k_pieces, tf.float32))
+    scale = 1.0 / k_pieces if isinstance(k_pieces, int) else 1.0 / tf.cast(k_pieces, tf.float32)
+    inside = tf.clip_by_value((u[:, None] - edges[None, :]) * scale, 0.0, 1.0)  # [B, L]
+    f = tf.math.divide_no_nan(tf.reduce_sum(leaf_prob * inside, axis=1),
+                              tf.reduce_sum(leaf_prob, axis=1))
+    return tf.where(tf.math.is_nan(t), t, f)
 
 
-def survival(leaf_prob: tf.Tensor, leaf_knots: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
+def survival(leaf_prob: tf.Tensor, knots: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
     """[B] ``P(W > t) = 1 - F(t)``; at the item's duration, the completion probability."""
-    return 1.0 - cdf(leaf_prob, leaf_knots, t)
+    return 1.0 - cdf(leaf_prob, knots, t)

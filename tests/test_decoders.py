@@ -15,9 +15,12 @@ from ptpm_tf.tree import TreeGeometry, TreeOps, fit_global_tree
 KNOTS = np.array([[0.0, 2.0, 10.0], [10.0, 20.0, 30.0]], np.float32)
 
 
+def _grid(knots):
+    return tf.constant(decoding.knot_grid(knots))
+
+
 def _q(prob, levels, knots=KNOTS):
-    return decoding.quantiles(tf.constant(prob, tf.float32), tf.constant(knots),
-                              levels).numpy()
+    return decoding.quantiles(tf.constant(prob, tf.float32), _grid(knots), levels).numpy()
 
 
 def test_quantiles_of_a_hand_built_distribution():
@@ -41,12 +44,24 @@ def test_quantiles_of_a_hand_built_distribution():
 def test_cdf_and_survival_of_the_hand_built_distribution():
     prob = tf.constant([[0.4, 0.6]] * 7, tf.float32)
     t = tf.constant([-1.0, 0.0, 1.0, 6.0, 15.0, 30.0, 31.0])
-    f = decoding.cdf(prob, tf.constant(KNOTS), t).numpy()
+    f = decoding.cdf(prob, _grid(KNOTS), t).numpy()
     np.testing.assert_allclose(f, [0.0, 0.0, 0.1, 0.3, 0.55, 1.0, 1.0], atol=1e-6)
-    s = decoding.survival(prob, tf.constant(KNOTS), t).numpy()
+    s = decoding.survival(prob, _grid(KNOTS), t).numpy()
     np.testing.assert_allclose(s, 1.0 - f, atol=1e-6)
-    nan = decoding.survival(prob[:1], tf.constant(KNOTS), tf.constant([np.nan])).numpy()
+    nan = decoding.survival(prob[:1], _grid(KNOTS), tf.constant([np.nan])).numpy()
     assert np.isnan(nan[0])
+
+
+def test_tied_labels_zero_width_leaves_by_hand():
+    # 50 % of the training labels are 0: leaves 0 and 1 are [0, 0], leaf 2 is [0, 10]
+    knots = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 5.0, 10.0]], np.float32)
+    prob = [[0.2, 0.3, 0.5]]
+    np.testing.assert_allclose(_q(prob, [0.1, 0.3, 0.5, 0.6, 0.75], knots)[0],
+                               [0.0, 0.0, 0.0, 2.0, 5.0], atol=1e-6)
+    t = tf.constant([-1.0, 0.0, 2.0, 10.0])
+    f = decoding.cdf(tf.constant(prob * 4, tf.float32), _grid(knots), t).numpy()
+    # right-continuous: F(0) holds the whole mass of the zero-width leaves
+    np.testing.assert_allclose(f, [0.0, 0.5, 0.6, 1.0], atol=1e-6)
 
 
 def test_quantile_is_the_inverse_of_the_cdf():
@@ -58,7 +73,7 @@ def test_quantile_is_the_inverse_of_the_cdf():
     levels = np.linspace(0.02, 0.98, 25)
     q = _q(prob, levels, knots)
     for i, lev in enumerate(levels):
-        f = decoding.cdf(tf.constant(prob), tf.constant(knots), tf.constant(q[:, i])).numpy()
+        f = decoding.cdf(tf.constant(prob), _grid(knots), tf.constant(q[:, i])).numpy()
         np.testing.assert_allclose(f, lev, atol=2e-4)
 
 
@@ -101,7 +116,7 @@ def test_median_of_one_leaf_mass_lies_inside_that_leaf():
     leaf_p = decoding.leaf_distribution(tf.constant(node_prob), tf.constant(mask),
                                         tf.constant(decoding.spread_matrix(geom)))
     np.testing.assert_allclose(leaf_p.numpy()[0], [1 / 8] * 8 + [0] * 8, atol=1e-7)
-    m = decoding.quantiles(leaf_p, tf.constant(knots), [0.5]).numpy()[0, 0]
+    m = decoding.quantiles(leaf_p, _grid(knots), [0.5]).numpy()[0, 0]
     assert tree.leaf_bounds[0] <= m <= tree.leaf_bounds[8]
     np.testing.assert_allclose(m, np.median(y[tree.train_leaf < 8]), rtol=0.02)
 
@@ -110,7 +125,7 @@ def test_survival_is_one_below_the_smallest_bound_and_zero_above_the_largest():
     rng = np.random.default_rng(1)
     y = rng.gamma(0.8, 20.0, 3000) + 1.0
     tree = fit_global_tree(y, 5)
-    knots = tf.constant(decoding.fit_leaf_knots(y, tree.train_leaf, tree.leaf_bounds, 4))
+    knots = _grid(decoding.fit_leaf_knots(y, tree.train_leaf, tree.leaf_bounds, 4))
     prob = tf.constant(rng.dirichlet(np.ones(32), size=50), tf.float32)
     lo, hi = float(tree.leaf_bounds[0]), float(tree.leaf_bounds[-1])
     below = decoding.survival(prob, knots, tf.fill([50], lo - 0.5)).numpy()

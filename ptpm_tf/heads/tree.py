@@ -56,7 +56,9 @@ class TreeHead(Head):
         paper's MSE) or ``'absolute'`` (MAE, the loss the median minimises).
       quantile_levels: the levels of the ``quantiles`` output (fixed per model; default
         ``decoding.QUANTILE_LEVELS`` = 0.1, 0.25, 0.5, 0.75, 0.9).
-      leaf_knots: within-leaf interpolation pieces ``K`` (constant ``leaf_knots`` [L, K+1]).
+      leaf_knots: within-leaf interpolation pieces ``K``; the constant ``leaf_knots``
+        [L*K+1] holds the training labels' within-leaf ``j/K`` quantiles (knot ``kK + j``
+        of leaf ``k``; ``kK`` is the leaf's lower bound), see :mod:`ptpm_tf.decoding`.
       distribution_outputs: also return ``watch_time_mean``, ``watch_time_median``,
         ``quantiles`` and ``p_complete``; ``False`` gives the lean mean-only outputs.
 
@@ -124,7 +126,7 @@ class TreeHead(Head):
         self.label_scale = self.add_weight(name="label_scale", shape=[],
                                            trainable=False, initializer="ones", dtype=tf.float32)
         self.leaf_knots = self.add_weight(name="leaf_knots",
-                                          shape=[g.n_leaves, self.n_knots + 1], **const)
+                                          shape=[g.n_leaves * self.n_knots + 1], **const)
         self.spread = tf.constant(decoding.spread_matrix(g))  # [N, L]
 
     # -- constants -------------------------------------------------------------------
@@ -136,8 +138,8 @@ class TreeHead(Head):
         self.node_value.assign(tree.node_value)
         self.node_m2.assign(tree.node_m2)
         self.leaf_bounds.assign(tree.leaf_bounds)
-        self.leaf_knots.assign(decoding.fit_leaf_knots(y, tree.train_leaf, tree.leaf_bounds,
-                                                       self.n_knots))
+        self.leaf_knots.assign(decoding.knot_grid(decoding.fit_leaf_knots(
+            y, tree.train_leaf, tree.leaf_bounds, self.n_knots)))
         self.label_scale.assign(max(float(np.std(y)), 1e-6))
         return {LABEL: y.astype(np.float32), "leaf": tree.train_leaf}
 
