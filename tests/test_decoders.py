@@ -238,3 +238,48 @@ def test_calibration_report_and_plot(tmp_path):
     assert 0.0 <= report["completion"]["brier"] <= 1.0
     paths = write_calibration(report, tmp_path / "cal")
     assert all(p.exists() and p.stat().st_size > 0 for p in paths)
+
+
+def test_tree_head_outputs_match_the_decoding_functions():
+    import pandas as pd
+    from ptpm_tf.heads import TreeHead
+    rng = np.random.default_rng(5)
+    y = rng.lognormal(2.5, 1.0, 3000)
+    lean_keys = {"watch_time", "watch_time_global", "variance", "prune_mask", "leaf_prob",
+                 "tree_depth"}
+    heads = {}
+    for decode in ("mean", "median"):
+        for dist in (True, False):
+            h = TreeHead(depth=3, decode=decode, distribution_outputs=dist)
+            h.adapt(pd.DataFrame({"watch_time": y}))
+            heads[decode, dist] = h
+    h = heads["median", True]
+    geom = h.geometry
+    raw = {"cls_logits": tf.constant(rng.normal(0, 2, (64, geom.n_internal)), tf.float32),
+           "prune_logits": tf.constant(rng.normal(0, 2, (64, geom.n_internal - 1)), tf.float32)}
+    duration = tf.constant(rng.uniform(5, 60, 64), tf.float32)
+    out = h.decode(raw, {"duration": duration})
+    reach = tf.exp(h.ops.log_reach(raw["cls_logits"]))
+    mask = h.ops.pruned_leaves(tf.cast(raw["prune_logits"] > 0, tf.float32))
+    tree_p = decoding.leaf_distribution(reach, mask, h.spread)
+    global_p = reach[:, geom.n_internal:]
+    knots = h.leaf_knots
+    np.testing.assert_allclose(out["watch_time"], decoding.quantiles(tree_p, knots, [0.5])[:, 0],
+                               rtol=1e-5)
+    np.testing.assert_allclose(out["watch_time_global"],
+                               decoding.quantiles(global_p, knots, [0.5])[:, 0], rtol=1e-5)
+    np.testing.assert_allclose(out["quantiles"],
+                               decoding.quantiles(tree_p, knots, decoding.QUANTILE_LEVELS),
+                               rtol=1e-5)
+    np.testing.assert_allclose(out["p_complete"], decoding.survival(tree_p, knots, duration),
+                               atol=1e-6)
+    mean_out = heads["mean", True].decode(raw, {"duration": duration})
+    np.testing.assert_allclose(mean_out["watch_time"], out["watch_time_mean"], rtol=1e-6)
+    np.testing.assert_allclose(mean_out["watch_time_median"], out["watch_time"], rtol=1e-6)
+    assert set(heads["mean", False].decode(raw, {"duration": duration})) == lean_keys
+    assert set(heads["median", False].decode(raw, {})) == lean_keys
+    assert set(out) == lean_keys | {"watch_time_mean", "watch_time_median", "quantiles",
+                                    "p_complete"}
+    assert "p_complete" not in h.decode(raw, {})
+    every = h.decode_all(raw, {})
+    np.testing.assert_allclose(every["watch_time_global_median"], out["watch_time_global"])

@@ -198,25 +198,31 @@ class TreeHead(Head):
                "prune_mask": tf.cast(actions, tf.int32), "leaf_prob": reach * mask,
                "tree_depth": self.ops.tree_depth(mask)}
         full = self.distribution_outputs or diagnostics
-        if not full and self.decoder == "mean":
+        need_global = self.decoder == "median" or diagnostics
+        if not full and not need_global:
             return out
         global_p = reach[:, self.geometry.n_internal:]
-        tree_p = (decoding.leaf_distribution(reach, mask, self.spread) if self.tsl
-                  else global_p)
+        levels = self._levels if full else (0.5,)
+        median_col = self._median_col if full else 0
+        if self.tsl:
+            tree_p = decoding.leaf_distribution(reach, mask, self.spread)
+            if need_global:  # one pass over both trees' distributions (fewer ops)
+                both = decoding.quantiles(tf.concat([tree_p, global_p], 0), self.leaf_knots,
+                                          levels)
+                qs, median_g = tf.split(both, 2)[0], tf.split(both, 2)[1][:, median_col]
+            else:
+                qs = decoding.quantiles(tree_p, self.leaf_knots, levels)
+        else:
+            tree_p = global_p
+            qs = decoding.quantiles(tree_p, self.leaf_knots, levels)
+            median_g = qs[:, median_col]
+        median = qs[:, median_col]
         if full:
-            qs = decoding.quantiles(tree_p, self.leaf_knots, self._levels)
-            median = qs[:, self._median_col]
             out.update(watch_time_mean=mean, watch_time_median=median,
                        quantiles=qs[:, : len(self.quantile_levels)])
             if features is not None and DURATION in features:
                 out["p_complete"] = decoding.survival(tree_p, self.leaf_knots,
                                                       features[DURATION])
-        else:
-            median = decoding.quantiles(tree_p, self.leaf_knots, [0.5])[:, 0]
-        median_g = None
-        if self.decoder == "median" or diagnostics:
-            median_g = (decoding.quantiles(global_p, self.leaf_knots, [0.5])[:, 0]
-                        if self.tsl else median)
         if diagnostics:
             out.update(watch_time_global_mean=mean_g, watch_time_global_median=median_g)
         if self.decoder == "median":
