@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -201,11 +202,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with the native stderr muted: its C++ start-up lines (oneDNN,
+    CUDA probing) ignore ``TF_CPP_MIN_LOG_LEVEL`` and would bury the CLI's one-line
+    errors. Python-level import errors still raise after stderr is restored."""
     import ptpm_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            try:
+                import tensorflow  # noqa: F401
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    _import_tensorflow_quietly()
     from ptpm_tf.data.dataset import DataError
 
-    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (DataError, FileNotFoundError, ValueError) as err:

@@ -22,7 +22,7 @@ def predict_frame(model: WatchTimeModel, frame: pd.DataFrame,
     ``decode_all`` (the tree head) return their evaluation outputs too (every decoder)."""
     decode = getattr(model.head, "decode_all", model.head.decode)
 
-    @tf.function
+    @tf.function(reduce_retracing=True)
     def step(features):
         raw = model.raw_outputs(features)
         return {**raw, **decode(raw, features)}

@@ -94,7 +94,13 @@ def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
     from ptpm_tf.evaluate import evaluate_frame
 
     tf.keras.utils.set_random_seed(config.seed)
-    if dataset is None:
+    if dataset is not None:
+        if dataset.name != config.dataset:
+            raise ValueError(f"config.dataset is {config.dataset!r} but the dataset passed "
+                             f"in is {dataset.name!r}")
+        if config.rows is None and dataset.name == "simulator":
+            config = dataclasses.replace(config, rows=len(dataset))
+    else:
         dataset = load_dataset(config.dataset, data_dir=config.data_dir, spec=config.spec,
                                rows=config.rows, seed=config.seed)
     if split is None:
@@ -130,7 +136,8 @@ def save_run(run: Run, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.json").write_text(json.dumps(
         {"train": dataclasses.asdict(run.config), "model": run.model.get_config(),
-         "dataset": {"name": run.dataset.name, "categorical": run.dataset.categorical,
+         "dataset": {"name": run.dataset.name, "rows": len(run.dataset),
+                     "categorical": run.dataset.categorical,
                      "numeric": run.dataset.numeric}}, indent=2, default=list))
     run.model.save_weights(str(out_dir / "weights"))
     run.split.save_indices(out_dir / "split.npz")
@@ -152,6 +159,9 @@ def load_run(run_dir: Path):
     model = build_model(config, encoder)
     dataset = load_dataset(config.dataset, data_dir=config.data_dir, spec=config.spec,
                            rows=config.rows, seed=config.seed)
+    if len(dataset) != saved["dataset"]["rows"]:
+        raise ValueError(f"{run_dir}: the run was trained on {saved['dataset']['rows']} rows of "
+                         f"{config.dataset!r} but {len(dataset)} load now; the data changed")
     idx = np.load(run_dir / "split.npz")
     frame = dataset.frame
     split = Split(frame.loc[idx["train"]], frame.loc[idx["validation"]], frame.loc[idx["test"]],

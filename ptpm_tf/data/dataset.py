@@ -47,6 +47,8 @@ class LoadReport:
     rows_read: int = 0
     dropped: Dict[str, int] = dataclasses.field(default_factory=dict)
     examples: Dict[str, str] = dataclasses.field(default_factory=dict)
+    #: rows kept but changed or incomplete (e.g. duration 0 -> NaN, no features joined)
+    notes: Dict[str, int] = dataclasses.field(default_factory=dict)
 
     def drop(self, reason: str, count: int, example: Optional[str] = None) -> None:
         if count <= 0:
@@ -55,18 +57,24 @@ class LoadReport:
         if example is not None and reason not in self.examples:
             self.examples[reason] = example
 
+    def note(self, what: str, count: int) -> None:
+        """Count kept rows that were changed or lack something (not a drop)."""
+        if count > 0:
+            self.notes[what] = self.notes.get(what, 0) + int(count)
+
     @property
     def rows_kept(self) -> int:
         return self.rows_read - sum(self.dropped.values())
 
     def summary(self) -> str:
+        notes = "".join(f"; note: {n} rows {what}" for what, n in sorted(self.notes.items()))
         if not self.dropped:
-            return f"{self.rows_read} rows read, none dropped"
+            return f"{self.rows_read} rows read, none dropped" + notes
         parts = [f"{n} {reason}" + (f" (first: {self.examples[reason]})"
                                      if reason in self.examples else "")
                  for reason, n in sorted(self.dropped.items())]
         return (f"{self.rows_read} rows read, {self.rows_read - self.rows_kept} dropped: "
-                + "; ".join(parts))
+                + "; ".join(parts) + notes)
 
 
 @dataclasses.dataclass

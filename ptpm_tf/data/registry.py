@@ -12,8 +12,13 @@ def load_dataset(name: str, *, data_dir: Optional[str] = None, spec: Optional[st
                  rows: Optional[int] = None, seed: int = 0, strict: bool = False) -> Dataset:
     """Load dataset ``name`` as canonical rows (see :mod:`ptpm_tf.data.dataset`).
 
-    ``rows`` caps the number of rows (the simulator generates exactly that many),
-    ``strict`` makes the first malformed row an error instead of a counted drop.
+    ``data_dir``: the dataset's folder, or its main file (default ``data/<name>``); for
+    ``csv`` it replaces the folder of the spec's ``path``. ``spec``: the dataset spec file
+    (``csv`` only). ``rows`` caps the number of rows (the file loaders keep the first rows
+    read; the simulator generates exactly that many). ``seed`` is used only where rows are
+    sampled (the simulator). ``strict`` makes the first bad row an error instead of a
+    counted drop. File datasets are cached as Parquet after the first parse
+    (:mod:`ptpm_tf.data.cache`).
     """
     loaders: Dict[str, Callable[..., Dataset]] = _loaders()
     if name not in loaders:
@@ -22,9 +27,12 @@ def load_dataset(name: str, *, data_dir: Optional[str] = None, spec: Optional[st
 
 
 def _loaders() -> Dict[str, Callable[..., Dataset]]:
-    from ptpm_tf.data import simulator
-
     def sim(*, data_dir, spec, rows, seed, strict):
+        from ptpm_tf.data import simulator  # imported on use: the file loaders do not need it
+
         return simulator.simulate(rows=rows or simulator.DEFAULT_ROWS, seed=seed)
 
-    return {"simulator": sim}
+    from ptpm_tf.data import cikm16, kuairand, kuairec, spec as spec_file, wechat21
+
+    return {"simulator": sim, "kuairec": kuairec.load, "kuairand": kuairand.load,
+            "wechat21": wechat21.load, "cikm16": cikm16.load, "csv": spec_file.load}

@@ -32,10 +32,11 @@ Generative process (all of it seeded, vectorised NumPy):
 distribution of ``w`` given everything the simulator knows is available per row
 (:class:`Mixture`). ``oracle_mean`` is its mean (closed form) and ``oracle_median`` its
 median ``inf{w : F(w) >= 1/2}``: exactly ``duration`` when the completion spike straddles
-1/2, closed form in the replay tail, vectorised bisection below the duration. No model
-can beat ``oracle_median`` on expected MAE, and ``oracle_mean`` is the best point
-prediction given the hidden state, so their MAE and XAUC are the physical limit printed
-next to every model.
+1/2, closed form in the replay tail, vectorised bisection below the duration. Given the
+hidden state, no model beats ``oracle_median`` on expected MAE nor ``oracle_mean`` on
+expected squared error; their MAE and XAUC are the reference limit printed next to every
+model. (XAUC has no exactly optimal point prediction: ranking by the conditional median
+can score slightly higher than ranking by the mean.)
 """
 from __future__ import annotations
 
@@ -115,7 +116,10 @@ class Mixture:
                           for f in dataclasses.fields(self)})
 
     def sample(self, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
-        """One draw per row: (watch time in seconds, component 0-3 = skip/partial/complete/replay)."""
+        """One draw per row: (watch time in seconds, component).
+
+        Components: 0 quick skip, 1 partial watch, 2 completion, 3 replay.
+        """
         n = len(self)
         u_comp, u_val = rng.random(n), rng.random(n)
         edge = self.p_skip.copy()
@@ -178,18 +182,20 @@ class Mixture:
 
     def _cdf_below(self, x: np.ndarray) -> np.ndarray:
         """P(watch time <= x * duration) for x in [0, 1]: the skip and partial components."""
-        kum = -np.expm1(self.kum_b * np.log1p(-np.power(x, self.kum_a)))
+        with np.errstate(divide="ignore"):  # log1p(-1) = -inf at x = 1 gives kum = 1
+            kum = -np.expm1(self.kum_b * np.log1p(-np.power(x, self.kum_a)))
         return (self.p_skip * np.minimum(x * self.duration / self.skip_max, 1.0)
                 + self.p_partial * kum)
 
 
 @dataclasses.dataclass
 class Simulation:
-    """A simulated dataset plus its hidden truth: row mixtures and users' viewer types."""
+    """A simulated dataset plus its hidden truth, row by row."""
 
     dataset: Dataset
     mixture: Mixture
-    viewer_type: np.ndarray  # per row, index into VIEWER_TYPES
+    viewer_type: np.ndarray  # index into VIEWER_TYPES
+    component: np.ndarray  # the drawn component: 0 skip, 1 partial, 2 completion, 3 replay
 
 
 def default_sizes(rows: int) -> Tuple[int, int]:
@@ -208,7 +214,7 @@ def simulate(rows: int = DEFAULT_ROWS, seed: int = 0, n_users: Optional[int] = N
 def simulate_with_truth(rows: int = DEFAULT_ROWS, seed: int = 0,
                         n_users: Optional[int] = None,
                         n_items: Optional[int] = None) -> Simulation:
-    """Like :func:`simulate`, also returning each row's :class:`Mixture` and viewer type."""
+    """Like :func:`simulate`, plus the hidden truth: mixture, viewer type, component."""
     if rows < 1:
         raise ValueError(f"rows must be >= 1, got {rows}")
     du, di = default_sizes(rows)
@@ -265,7 +271,7 @@ def simulate_with_truth(rows: int = DEFAULT_ROWS, seed: int = 0,
                   p_skip=p[0], p_partial=p[1], p_complete=p[2], p_replay=p[3],
                   kum_a=1.3 * np.exp(0.35 * depth), kum_b=1.4 * np.exp(-0.5 * depth),
                   replay_mean=eff[:, 4] * np.exp(0.25 * s + 0.3 * cat_replay[c]))
-    watch, _ = mix.sample(rng_watch)
+    watch, component = mix.sample(rng_watch)
 
     frame = pd.DataFrame({
         TIMESTAMP: START + t,
@@ -282,7 +288,7 @@ def simulate_with_truth(rows: int = DEFAULT_ROWS, seed: int = 0,
         ORACLE_MEAN: mix.mean(),
     })
     ds = Dataset("simulator", frame, categorical=list(CATEGORICAL), numeric=list(NUMERIC))
-    return Simulation(ds, mix, vt)
+    return Simulation(ds, mix, vt, component)
 
 
 def _draw_ids(rng: np.random.Generator, rows: int, weight: np.ndarray) -> np.ndarray:

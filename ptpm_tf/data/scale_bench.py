@@ -1,0 +1,205 @@
+"""KuaiRec-sized load benchmark: write a big_matrix.csv of N rows, time cold and warm loads.
+
+DESIGN.md section 7 asks that the whole KuaiRec big matrix (12.5M rows, ~800 MB) loads on
+one 24 GB machine and is parsed once, then read from the columnar cache. This module
+writes a file with the real layout (UTF-8 BOM; user_id, video_id, play_duration,
+video_duration, time, date, timestamp, watch_ratio; 7,176 users x 10,728 videos; plus
+user_features.csv, item_categories.csv and item_daily_features.csv so that the joins are
+measured too) and measures, each in a fresh process so that peak RSS is per phase:
+
+    python -m ptpm_tf.data.scale_bench --rows 12500000 --dir /tmp/kuairec-scale
+
+Cold = parse the CSVs and write the cache; warm = read the cache. Peak RSS is
+``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of the process doing that phase; CPU seconds
+(user + system) and the 1-minute load average are reported too, because wall time on a
+shared machine depends on what else runs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pv
+
+N_USERS, N_VIDEOS = 7176, 10728
+DEFAULT_ROWS = 12_500_000
+_BOM = b"\xef\xbb\xbf"
+_T0 = 1593878400  # 2020-07-05 00:00 +08:00 as in KuaiRec
+_SPAN = 60 * 86400
+
+
+def _write(path: Path, table: pa.Table, header: bool = True, quote: bool = False) -> None:
+    """Append (or start, with a BOM and header) a CSV; strings quoted only if ``quote``."""
+    with open(path, "ab" if not header else "wb") as f:
+        if header:
+            f.write(_BOM + (",".join(table.column_names) + "\n").encode())
+        pv.write_csv(table, f, write_options=pv.WriteOptions(
+            include_header=False, quoting_style="needed" if quote else "none"))
+
+
+def make_kuairec_scale(out_dir, rows: int = DEFAULT_ROWS, seed: int = 0,
+                       chunk: int = 1_000_000) -> Path:
+    """Write a KuaiRec-format folder with a ``big_matrix.csv`` of ``rows`` rows.
+
+    Users come in blocks, each user's rows in time order (as in the real file); durations
+    are log-normal per video, watch ratios log-normal around 1.1 with 1% zeros.
+    Returns the path of ``big_matrix.csv``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    video_ms = np.round(np.exp(rng.normal(np.log(9000), 0.6, N_VIDEOS))).clip(3000, 300000)
+    per_user = np.full(N_USERS, rows // N_USERS)
+    per_user[: rows % N_USERS] += 1
+    user_of_row_start = np.concatenate([[0], np.cumsum(per_user)])
+    path = out / "big_matrix.csv"
+    first = True
+    start = 0
+    while start < rows:
+        stop = min(rows, start + chunk)
+        n = stop - start
+        users = np.searchsorted(user_of_row_start, np.arange(start, stop), side="right") - 1
+        videos = rng.integers(0, N_VIDEOS, n)
+        dur = video_ms[videos]
+        ratio = np.exp(rng.normal(np.log(1.1), 0.8, n))
+        ratio[rng.random(n) < 0.01] = 0.0
+        play = np.round(dur * ratio).astype(np.int64)
+        # time in order within each user: sort random offsets by (user, offset)
+        offs = rng.integers(0, _SPAN * 1000, n)
+        order = np.lexsort((offs, users))
+        users, videos, dur, play, offs = users[order], videos[order], dur[order], \
+            play[order], offs[order]
+        ts_ms = _T0 * 1000 + offs
+        ts = pa.array(ts_ms, type=pa.timestamp("ms"))
+        shifted = pc.add(ts, pa.scalar(8 * 3600 * 1000, pa.duration("ms")))
+        time_s = pc.strftime(shifted, format="%Y-%m-%d %H:%M:%S")
+        date = pc.cast(pc.strftime(shifted, format="%Y%m%d"), pa.int64())
+        table = pa.table({
+            "user_id": users.astype(np.int64), "video_id": videos.astype(np.int64),
+            "play_duration": play, "video_duration": dur.astype(np.int64),
+            "time": time_s, "date": date, "timestamp": ts_ms / 1000.0,
+            "watch_ratio": play / dur})
+        _write(path, table, header=first)
+        first = False
+        start = stop
+    _side_tables(out, rng)
+    return path
+
+
+def _side_tables(out: Path, rng: np.random.Generator) -> None:
+    """user_features.csv, item_categories.csv, item_daily_features.csv (KuaiRec layout)."""
+    u = np.arange(N_USERS)
+    degrees = np.array(["high_active", "full_active", "middle_active", "UNKNOWN"])
+    ranges = np.array(["0", "(0,10]", "(10,50]", "(50,100]", "(100,150]", "(250,500]"])
+    cols = {"user_id": u, "user_active_degree": degrees[rng.integers(0, 4, N_USERS)],
+            "is_lowactive_period": rng.integers(0, 2, N_USERS),
+            "is_live_streamer": rng.integers(0, 2, N_USERS),
+            "is_video_author": rng.integers(0, 2, N_USERS)}
+    for name in ("follow_user_num", "fans_user_num", "friend_user_num"):
+        cols[name] = rng.integers(0, 500, N_USERS)
+        cols[name + "_range"] = ranges[rng.integers(0, len(ranges), N_USERS)]
+    cols["register_days"] = rng.integers(1, 2000, N_USERS)
+    cols["register_days_range"] = np.array(["31-60", "61-90", "181-365", "730+"])[
+        rng.integers(0, 4, N_USERS)]
+    for k in range(18):
+        cols[f"onehot_feat{k}"] = rng.integers(0, 10, N_USERS)
+    _write(out / "user_features.csv", pa.table(cols), quote=True)
+    v = np.arange(N_VIDEOS)
+    n_cat = rng.integers(1, 4, N_VIDEOS)
+    cats = rng.integers(0, 31, (N_VIDEOS, 3)).astype(str)
+    feat = cats[:, 0]
+    for k in (1, 2):
+        feat = np.where(n_cat > k, np.char.add(np.char.add(feat, ", "), cats[:, k]), feat)
+    feat = np.char.add(np.char.add("[", feat), "]")
+    _write(out / "item_categories.csv", pa.table({"video_id": v, "feat": feat}), quote=True)
+    days = np.array([20200705, 20200706])
+    _write(out / "item_daily_features.csv", pa.table({
+        "video_id": np.repeat(v, 2), "date": np.tile(days, N_VIDEOS),
+        "author_id": np.repeat(rng.integers(0, 7000, N_VIDEOS), 2),
+        "video_type": np.repeat(np.array(["NORMAL", "AD"])[rng.integers(0, 2, N_VIDEOS)], 2),
+        "upload_type": np.repeat(np.array(["ShortImport", "LongImport", "Web"])[
+            rng.integers(0, 3, N_VIDEOS)], 2),
+        "video_tag_id": np.repeat(rng.integers(0, 3000, N_VIDEOS), 2)}))
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _phase(data_dir: str, cache_dir: str) -> dict:
+    """Load once (in this process) and report time, rows and peak RSS."""
+    os.environ["PTPM_TF_CACHE_DIR"] = cache_dir
+    from ptpm_tf.data.registry import load_dataset
+    load_before = os.getloadavg()[0]
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    t = time.perf_counter()
+    ds = load_dataset("kuairec", data_dir=data_dir)
+    secs = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return {"seconds": round(secs, 2), "cpu_seconds": round(cpu, 2), "rows": len(ds),
+            "columns": ds.frame.shape[1],
+            "frame_mb": round(ds.frame.memory_usage(deep=True).sum() / 2 ** 20, 1),
+            "peak_rss_mb": round(_rss_mb(), 1), "load_avg_1min": round(load_before, 2)}
+
+
+def run_bench(data_dir, rows: int = DEFAULT_ROWS, seed: int = 0, keep: bool = False,
+              log=None) -> dict:
+    """Write the folder (unless ``keep`` and it exists), empty its cache, then run the cold
+    and the warm load each in a fresh process; return their numbers."""
+    data_dir = Path(data_dir)
+    cache_dir = data_dir / "cache"
+    csv_path = data_dir / "big_matrix.csv"
+    if not (keep and csv_path.exists()):
+        t = time.perf_counter()
+        make_kuairec_scale(data_dir, rows=rows, seed=seed)
+        if log:
+            log(f"wrote {csv_path} ({csv_path.stat().st_size / 2 ** 20:.0f} MB, {rows} rows) "
+                f"in {time.perf_counter() - t:.1f} s")
+    if cache_dir.exists():
+        shutil.rmtree(cache_dir)
+    result = {"rows": rows, "csv_mb": round(csv_path.stat().st_size / 2 ** 20, 1),
+              "cpus": os.cpu_count()}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
+    for phase in ("cold", "warm"):
+        out = subprocess.run([sys.executable, "-m", "ptpm_tf.data.scale_bench", "--dir",
+                              str(data_dir), "--phase", phase], check=True,
+                             capture_output=True, text=True, env=env)
+        result[phase] = json.loads(out.stdout.strip().splitlines()[-1])
+        if log:
+            log(f"{phase}: {result[phase]}")
+    return result
+
+
+def main(argv: Optional[list] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ptpm_tf.data.scale_bench",
+                                 description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=DEFAULT_ROWS)
+    ap.add_argument("--dir", default="/tmp/kuairec-scale")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--keep", action="store_true", help="reuse an existing big_matrix.csv")
+    ap.add_argument("--phase", choices=["cold", "warm"], help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.phase:
+        print(json.dumps(_phase(args.dir, str(Path(args.dir) / "cache"))))
+        return 0
+    result = run_bench(args.dir, rows=args.rows, seed=args.seed, keep=args.keep,
+                       log=lambda m: print(m, flush=True))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Training throughput of several models on the same data, measured in one process.
+
+The machines this runs on are shared and noisy, so the models' epochs are interleaved
+(A, B, A, B, ...) after a warm-up epoch each, and the report gives medians and each
+model's ratio to the first one, measured side by side.
+
+    python -m ptpm_tf.throughput --models tpm,ptpm --rows 300000 --depth 6 --repeats 5
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from typing import Dict, List, Sequence
+
+import tensorflow as tf
+
+from ptpm_tf.data.pipeline import make_tf_dataset
+from ptpm_tf.data.registry import load_dataset
+from ptpm_tf.data.splits import split_dataset
+from ptpm_tf.features import FeatureEncoder
+from ptpm_tf.training import TrainConfig, build_model
+
+
+def measure(models: Sequence[str], rows: int, depth: int, batch_size: int, repeats: int,
+            seed: int = 0) -> Dict[str, dict]:
+    """Samples per second of one training epoch of each model (median over ``repeats``
+    interleaved epochs, after one warm-up epoch that also traces the graph)."""
+    dataset = load_dataset("simulator", rows=rows, seed=seed)
+    train = split_dataset(dataset, seed=seed).train
+    encoder = FeatureEncoder.from_frame(train, dataset.categorical, dataset.numeric)
+    features = encoder.raw_arrays(train)
+    fitted = {}
+    for name in models:
+        tf.keras.utils.set_random_seed(seed)
+        model = build_model(TrainConfig(model=name, depth=depth, seed=seed), encoder)
+        targets = model.head.adapt(train)
+        ds = make_tf_dataset(features, targets, batch_size=batch_size, shuffle=True, seed=seed)
+        model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
+        model.fit(ds, epochs=1, verbose=0)  # warm-up and tracing
+        fitted[name] = (model, ds)
+    seconds: Dict[str, List[float]] = {name: [] for name in models}
+    for _ in range(repeats):
+        for name in models:
+            model, ds = fitted[name]
+            start = time.perf_counter()
+            model.fit(ds, epochs=1, verbose=0)
+            seconds[name].append(time.perf_counter() - start)
+    base = statistics.median(seconds[models[0]])
+    return {name: {"median_seconds_per_epoch": statistics.median(s),
+                   "samples_per_second": len(train) / statistics.median(s),
+                   "throughput_vs_" + models[0]: base / statistics.median(s),
+                   "seconds": s,
+                   "trainable_parameters": int(sum(tf.size(v).numpy() for v in
+                                                   fitted[name][0].trainable_variables))}
+            for name, s in seconds.items()}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default="tpm,ptpm", help="comma-separated; the first is the reference")
+    p.add_argument("--rows", type=int, default=300_000)
+    p.add_argument("--depth", type=int, default=6)
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--json", help="also write the results here")
+    args = p.parse_args(argv)
+    result = measure(args.models.split(","), args.rows, args.depth, args.batch_size, args.repeats)
+    for name, r in result.items():
+        print(f"{name:8s} {r['samples_per_second']:>10.0f} samples/s  "
+              f"x{next(v for k, v in r.items() if k.startswith('throughput_vs_')):.3f}  "
+              f"params {r['trainable_parameters']}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
