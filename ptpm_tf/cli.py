@@ -13,7 +13,7 @@ from typing import List, Optional
 
 from ptpm_tf.data.registry import DATASETS
 
-MODEL_NAMES = ("ptpm", "tpm")
+MODEL_NAMES = ("ptpm", "tpm", "mse", "wlr", "d2q", "or", "dml", "cread")
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -23,6 +23,8 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spec", help="dataset spec (YAML/JSON) for --dataset csv")
     p.add_argument("--rows", type=int, help="rows to generate (simulator) or read at most")
     p.add_argument("--seed", type=int, default=0, help="seed for data, split and training")
+    p.add_argument("--strict", action="store_true",
+                   help="fail on the first malformed row instead of dropping and counting it")
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
@@ -57,6 +59,32 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="error term of the TSL reward XAUC - error (default squared: the paper)")
 
 
+def _add_baseline_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("baseline settings")
+    g.add_argument("--cread-a", type=float,
+                   help="CREAD threshold shape a (default: chosen on the validation split)")
+    g.add_argument("--n-thresholds", type=int, help="OR/CREAD/DML: number of thresholds")
+    g.add_argument("--duration-groups", type=int, help="D2Q/DML: equal-frequency duration groups")
+    g.add_argument("--short-play-quantile", type=float,
+                   help="WLR: label quantile under which a play is a negative (default 0.2)")
+
+
+def _baseline_overrides(args, model: str) -> dict:
+    """Head settings of the baselines given on the command line (only where they apply)."""
+    kw = {}
+    pairs = (("cread_a", "a", ("cread",)), ("n_thresholds", "n_thresholds", ("or", "cread", "dml")),
+             ("duration_groups", "n_groups", ("d2q", "dml")),
+             ("short_play_quantile", "short_play_quantile", ("wlr",)))
+    for arg, key, models in pairs:
+        value = getattr(args, arg, None)
+        if value is not None:
+            if model not in models:
+                raise ValueError(f"--{arg.replace('_', '-')} applies to {', '.join(models)}, "
+                                 f"not to {model}")
+            kw[key] = value
+    return kw
+
+
 def _head_overrides(args) -> dict:
     kw = {}
     if args.no_tsl:
@@ -77,10 +105,12 @@ def _train_config(args, model: str):
     except ValueError:
         raise SystemExit(f"ptpm-tf: --split must be three comma-separated numbers, got {args.split!r}")
     return TrainConfig(model=model, dataset=args.dataset, data_dir=args.data_dir,
-                       spec=args.spec, rows=args.rows, seed=args.seed, depth=args.depth,
+                       spec=args.spec, rows=args.rows, strict=args.strict, seed=args.seed,
+                       depth=args.depth,
                        epochs=args.epochs, batch_size=args.batch_size,
                        learning_rate=args.learning_rate, patience=args.patience,
-                       monitor=args.monitor, split=split, head=_head_overrides(args))
+                       monitor=args.monitor, split=split,
+                       head={**_head_overrides(args), **_baseline_overrides(args, model)})
 
 
 def cmd_simulate(args) -> int:
@@ -93,10 +123,12 @@ def cmd_simulate(args) -> int:
 
 def cmd_train(args) -> int:
     from ptpm_tf.evaluate import decoder_rows, format_table
-    from ptpm_tf.training import train
+    from ptpm_tf.selection import train_selected
     config = _train_config(args, args.model)
     out = Path(args.out or f"runs/{args.model}-{args.dataset}-s{args.seed}")
-    run = train(config, out)
+    run = train_selected(config, out)  # = train, plus CREAD's validation search of a
+    if "selection" in run.metrics:
+        print(f"chosen on the validation split: {run.metrics['selection']['chosen']}")
     print(format_table(decoder_rows([run.metrics]),
                        run.metrics if "oracle_mae" in run.metrics else None))
     print(f"run written to {out} ({out / 'metrics.json'})")
@@ -147,6 +179,37 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _int_list(text: str, flag: str) -> list:
+    if text.strip().lower() in ("", "none"):
+        return []
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{flag} must be comma-separated integers, got {text!r}")
+
+
+def cmd_benchmark(args) -> int:
+    """Every model over a dataset for several seeds: tables.md, results.json, PNGs."""
+    from ptpm_tf.benchmark import BenchmarkConfig, run_benchmark
+    if args.dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {args.dataset!r}; choose one of {', '.join(DATASETS)}")
+    grid = ([float(x) for x in args.cread_grid.split(",")] if args.cread_grid else None)
+    config = BenchmarkConfig(
+        dataset=args.dataset, data_dir=args.data_dir, spec=args.spec, rows=args.rows,
+        models=[m.strip() for m in args.models.split(",") if m.strip()], seeds=args.seeds,
+        depth=args.depth, depths=_int_list(args.depths, "--depths"),
+        depth_seeds=args.depth_seeds, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, patience=args.patience,
+        ablations=not args.no_ablations, cread_grid=grid,
+        curve_points_per_epoch=args.curve_points, out=args.out)
+    results = run_benchmark(config, progress=not args.no_progress)
+    out = Path(args.out)
+    print((out / "tables.md").read_text())
+    print(f"results in {out}: results.json, tables.md, "
+          + ", ".join(results.get("figures", [])))
+    return 0
+
+
 def cmd_data_inspect(args) -> int:
     from ptpm_tf.data.inspect import run as inspect_run
     return inspect_run(args.dataset, args.data_dir, args.spec, args.out, args.rows, args.strict)
@@ -169,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="ptpm", choices=MODEL_NAMES)
     _add_data_args(p)
     _add_train_args(p)
+    _add_baseline_args(p)
     p.add_argument("--out", help="run directory (default runs/MODEL-DATASET-sSEED)")
     p.set_defaults(func=cmd_train)
 
@@ -191,13 +255,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo")
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser("benchmark", help="several models x seeds on one dataset: paper-style "
+                                          "tables (Tables 2, 3) and figures (Figs. 6-8)")
+    p.add_argument("--dataset", default="simulator", help="dataset name (default simulator)")
+    p.add_argument("--data-dir", help="folder holding the dataset's files")
+    p.add_argument("--spec", help="dataset spec for --dataset csv")
+    p.add_argument("--rows", type=int, help="rows to generate (simulator) or read at most")
+    p.add_argument("--models", default="mse,wlr,d2q,or,dml,cread,tpm,ptpm",
+                   help="comma-separated models (default: all eight of Table 2)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..K-1 (data draw, split, init)")
+    p.add_argument("--depth", type=int, default=6, help="global tree depth of the main tables")
+    p.add_argument("--depths", default="2,3,4,5,6,7,8",
+                   help="global depths of the Fig. 8 sweep (PTPM and w/o TSL); 'none' skips it")
+    p.add_argument("--depth-seeds", type=int, default=1, help="seeds of the depth sweep")
+    p.add_argument("--epochs", type=int, default=8, help="maximum epochs per run")
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--learning-rate", type=float, default=2e-3)
+    p.add_argument("--patience", type=int, default=2)
+    p.add_argument("--cread-grid", help="CREAD's a values tried on validation (default 0,2,5)")
+    p.add_argument("--no-ablations", action="store_true",
+                   help="skip Table 3's PTPM w/o TSL and w/o UCL runs")
+    p.add_argument("--curve-points", type=int, default=4,
+                   help="validation points per epoch of the Fig. 6 training curves")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--out", default="results/benchmark",
+                   help="results folder; an interrupted benchmark resumes from it")
+    p.set_defaults(func=cmd_benchmark)
+
     p = sub.add_parser("data", help="dataset tools")
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     q = data_sub.add_parser("inspect", help="rows, users, items, quantiles and a PNG of the "
                                             "watch-time distributions (paper Fig. 2)")
     _add_data_args(q)
     q.add_argument("--out", default="results/inspect", help="folder for summary.json and the PNG")
-    q.add_argument("--strict", action="store_true", help="fail on the first malformed row")
     q.set_defaults(func=cmd_data_inspect)
     return parser
 
@@ -213,7 +303,8 @@ def _import_tensorflow_quietly() -> None:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 2)
             try:
-                import tensorflow  # noqa: F401
+                import tensorflow as tf
+                tf.config.list_logical_devices()  # device set-up logs its probing too
             finally:
                 os.dup2(saved, 2)
     finally:

@@ -36,6 +36,7 @@ class TrainConfig:
     data_dir: Optional[str] = None
     spec: Optional[str] = None
     rows: Optional[int] = None
+    strict: bool = False
     seed: int = 0
     depth: int = 6
     epochs: int = 10
@@ -102,7 +103,7 @@ def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
             config = dataclasses.replace(config, rows=len(dataset))
     else:
         dataset = load_dataset(config.dataset, data_dir=config.data_dir, spec=config.spec,
-                               rows=config.rows, seed=config.seed)
+                               rows=config.rows, seed=config.seed, strict=config.strict)
     if split is None:
         split = split_dataset(dataset, config.split, seed=config.seed)
     encoder = FeatureEncoder.from_frame(split.train, dataset.categorical, dataset.numeric)
@@ -158,7 +159,7 @@ def load_run(run_dir: Path):
     encoder = FeatureEncoder.from_config(saved["model"]["encoder"])
     model = build_model(config, encoder)
     dataset = load_dataset(config.dataset, data_dir=config.data_dir, spec=config.spec,
-                           rows=config.rows, seed=config.seed)
+                           rows=config.rows, seed=config.seed, strict=config.strict)
     if len(dataset) != saved["dataset"]["rows"]:
         raise ValueError(f"{run_dir}: the run was trained on {saved['dataset']['rows']} rows of "
                          f"{config.dataset!r} but {len(dataset)} load now; the data changed")

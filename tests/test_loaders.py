@@ -125,7 +125,7 @@ def test_kuairand_log_standard_with_time(tmp_path):
     assert ds.frame["timestamp"].tolist() == [1649390000.0, 1649390001.0, 1650600000.0]
     assert ds.frame["watch_time"].tolist() == [1.5, 0.0, 2.5]
     assert np.isnan(ds.frame["duration"].iloc[1])
-    assert ds.categorical == ["tab"]
+    assert ds.categorical == ["user_id", "item_id", "tab"]
 
 
 # ------------------------------------------------------------------ WeChat21
@@ -160,7 +160,7 @@ def test_wechat21_fixture(tmp_path):
     assert f["bgm_song_id"].tolist() == [-1, 4486, 24785, -1, -1]
     assert f["tag"].tolist() == [81, 269, 23, -1, -1]
     assert f["device"].tolist() == [1, 1, 1, 2, 2]
-    assert ds.categorical == ["device", "authorid", "bgm_song_id", "bgm_singer_id", "tag"]
+    assert ds.categorical == ["user_id", "item_id", "device", "authorid", "bgm_song_id", "bgm_singer_id", "tag"]
     assert ds.report.notes["without feed info (feed_info.csv)"] == 1
 
 

@@ -48,7 +48,8 @@ def test_simulator_spec_json(tmp_path):
     assert f["category"].tolist() == [3, 4, -1] and f["category"].dtype == np.int64
     assert np.isnan(f["user_tenure_days"].iloc[1])
     assert ds.has_oracle and f["oracle_mean"].tolist() == [6.0, 12.0, 1.0]
-    assert ds.categorical == ["category"] and ds.numeric == ["user_tenure_days"]
+    assert ds.categorical == ["user_id", "item_id", "category"]
+    assert ds.numeric == ["duration", "user_tenure_days"]
 
 
 def test_yaml_spec_and_roundtrip(tmp_path):

@@ -88,6 +88,12 @@ class Dataset:
     report: LoadReport = dataclasses.field(default_factory=LoadReport)
 
     def __post_init__(self):
+        # The ids are always categorical features and the duration a numeric one when the
+        # columns exist, whether or not a loader listed them (a spec implies them).
+        ids = [c for c in (USER, ITEM) if c in self.frame.columns]
+        self.categorical = ids + [c for c in self.categorical if c not in ids]
+        if DURATION in self.frame.columns:
+            self.numeric = [DURATION] + [c for c in self.numeric if c != DURATION]
         missing = [c for c in [LABEL, *self.categorical, *self.numeric]
                    if c not in self.frame.columns]
         if missing:

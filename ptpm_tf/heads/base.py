@@ -41,3 +41,21 @@ class Head(tf.keras.layers.Layer):
         """Predictions from raw outputs; ``features`` are the raw inputs (for heads whose
         decoding depends on them, e.g. on the item's duration)."""
         raise NotImplementedError
+
+
+def set_output_bias(dense: tf.keras.layers.Dense, values) -> None:
+    """Start an output layer's bias at ``values`` (e.g. the training prior's logits), so a
+    head's first prediction is the marginal one. Works before the layer is built (the
+    usual case: ``adapt`` runs before the first call) and after."""
+    values = np.asarray(values, np.float32).reshape(-1)
+    if dense.built:
+        dense.bias.assign(values)
+    else:
+        dense.bias_initializer = tf.keras.initializers.Constant(values)
+
+
+def prior_logit(p) -> np.ndarray:
+    """``log(p / (1 - p))`` with ``p`` clipped to [1e-4, 1 - 1e-4]."""
+    p = np.clip(np.asarray(p, np.float64), 1e-4, 1 - 1e-4)
+    return np.log(p / (1 - p))
+

@@ -1,0 +1,541 @@
+"""``ptpm-tf benchmark``: every model over a dataset for several seeds, the paper's tables
+and figures (DESIGN.md section 8; paper Tables 2-3, Figs. 6-8).
+
+**Runs.** A run is one (dataset, variant, seed, depth) training through
+:func:`ptpm_tf.training.train` -- the one training loop; a variant is a model name plus head
+overrides (``ptpm-no-tsl`` is ``ptpm`` with ``tsl=False``). Seed ``s`` draws the data
+(simulator) and the split, so all models of one seed see the same rows and are paired by
+seed in the significance test. CREAD runs once per value of its ``a`` grid; the ``a`` with
+the best **validation** MAE is selected per seed (the test split never takes part).
+
+**Results folder** (``--out``, default ``results/benchmark``)::
+
+    runs/<dataset>/<tag>__d<depth>__s<seed>.json   one per finished run (resume unit)
+    results.json     every number: runs, per-model means, stds, p-values, CREAD's a
+    tables.md        Table 2 (MAE, XAUC per dataset and model, best in bold, * where PTPM's
+                     gain over the runner-up is significant, p < 0.05, paired t over seeds),
+                     Table 3 (PTPM, w/o TSL, w/o UCL, TPM), the oracle row, costs
+    fig6_cost_<dataset>.png, fig6_curves_<dataset>.png, fig7_ucl_<dataset>.png,
+    fig8_depth_<dataset>.png
+
+A run's JSON is written atomically when the run finishes; an interrupted benchmark started
+again with the same ``--out`` skips the finished runs and trains the rest. Tables and
+figures are rebuilt from every run JSON in the folder, so benchmarks of several datasets
+into one folder give one multi-dataset Table 2.
+
+**Costs** (Fig. 6 left): trainable parameters of the whole model (tower + head) and of the
+head alone; FLOPs per sample counted by ``tf.compat.v1.profiler`` (float_operation) on the
+graph of tower + head + decoding for a batch of one, from already-encoded features (the
+id lookups and embedding gathers do no floating-point work and are not counted).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ptpm_tf import metrics as M
+from ptpm_tf.stats import paired_t_test
+
+#: variant name -> (model name of ``MODELS``, head overrides)
+VARIANTS: Dict[str, Tuple[str, Dict[str, Any]]] = {
+    "mse": ("mse", {}), "wlr": ("wlr", {}), "d2q": ("d2q", {}), "or": ("or", {}),
+    "dml": ("dml", {}), "cread": ("cread", {}), "tpm": ("tpm", {}), "ptpm": ("ptpm", {}),
+    "ptpm-no-tsl": ("ptpm", {"tsl": False}), "ptpm-no-ucl": ("ptpm", {"ucl": False}),
+}
+TABLE2_ORDER = ("mse", "wlr", "d2q", "or", "dml", "cread", "tpm", "ptpm")
+TABLE3_ORDER = ("ptpm", "ptpm-no-tsl", "ptpm-no-ucl", "tpm")
+LABELS = {"mse": "MSE", "wlr": "WLR", "d2q": "D2Q", "or": "OR", "dml": "DML",
+          "cread": "CREAD", "tpm": "TPM", "ptpm": "PTPM", "ptpm-no-tsl": "PTPM w/o TSL",
+          "ptpm-no-ucl": "PTPM w/o UCL", "oracle": "oracle"}
+DEFAULT_MODELS = TABLE2_ORDER
+CURVE_VARIANTS = ("ptpm", "tpm")
+
+
+@dataclasses.dataclass
+class BenchmarkConfig:
+    dataset: str = "simulator"
+    data_dir: Optional[str] = None
+    spec: Optional[str] = None
+    rows: Optional[int] = None
+    models: Sequence[str] = DEFAULT_MODELS
+    seeds: int = 3
+    depth: int = 6
+    depths: Sequence[int] = (2, 3, 4, 5, 6, 7, 8)
+    depth_seeds: int = 1
+    epochs: int = 8
+    batch_size: int = 1024
+    learning_rate: float = 2e-3
+    patience: int = 2
+    ablations: bool = True
+    curve_points_per_epoch: int = 4
+    curve_rows: int = 20_000
+    cread_grid: Optional[Sequence[float]] = None
+    tower: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    out: str = "results/benchmark"
+
+    def __post_init__(self):
+        unknown = [m for m in self.models if m not in VARIANTS]
+        if unknown:
+            raise ValueError(f"unknown model(s) {unknown}; choose from {', '.join(VARIANTS)}")
+        if self.seeds < 1:
+            raise ValueError(f"--seeds must be >= 1, got {self.seeds}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One training run of the benchmark."""
+
+    dataset: str
+    variant: str  # table name (cread for every a of the grid)
+    seed: int
+    depth: int
+    head: Tuple[Tuple[str, Any], ...] = ()
+
+    @property
+    def model(self) -> str:
+        return VARIANTS[self.variant][0]
+
+    @property
+    def overrides(self) -> Dict[str, Any]:
+        return {**VARIANTS[self.variant][1], **dict(self.head)}
+
+    @property
+    def tag(self) -> str:
+        extra = "".join(f"-{k}{v:g}" if isinstance(v, float) else f"-{k}{v}"
+                        for k, v in self.head)
+        return f"{self.variant}{extra}"
+
+    @property
+    def path(self) -> str:
+        return f"runs/{self.dataset}/{self.tag}__d{self.depth}__s{self.seed}.json"
+
+
+def plan(config: BenchmarkConfig) -> List[RunSpec]:
+    """Every run the benchmark needs, grouped by seed (one data load per seed)."""
+    from ptpm_tf.heads import MODELS
+    variants = list(dict.fromkeys(config.models))
+    if config.ablations and "ptpm" in variants:
+        variants += [v for v in ("ptpm-no-tsl", "ptpm-no-ucl", "tpm") if v not in variants]
+    specs: List[RunSpec] = []
+    for seed in range(config.seeds):
+        for v in variants:
+            grid = getattr(MODELS[VARIANTS[v][0]][0], "selection_grid", None)
+            if grid:
+                (key, values), = grid.items()
+                values = config.cread_grid if (config.cread_grid and key == "a") else values
+                specs += [RunSpec(config.dataset, v, seed, config.depth, ((key, float(x)),))
+                          for x in values]
+            else:
+                specs.append(RunSpec(config.dataset, v, seed, config.depth))
+    if "ptpm" in config.models:
+        for seed in range(min(config.depth_seeds, config.seeds) if config.depths else 0):
+            for d in config.depths:
+                if d != config.depth:
+                    specs += [RunSpec(config.dataset, v, seed, int(d))
+                              for v in ("ptpm", "ptpm-no-tsl")]
+    return sorted(specs, key=lambda s: s.seed)  # stable: keeps the order within a seed
+
+
+# ------------------------------------------------------------------------------ running
+
+
+def _curve_callback(frame, every: int, max_rows: int, seed: int):
+    """A Keras callback recording validation MAE / XAUC every ``every`` steps (Fig. 6 right)."""
+    import tensorflow as tf
+
+    from ptpm_tf.data.dataset import LABEL
+
+    class Curve(tf.keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            sample = frame if len(frame) <= max_rows else frame.sample(max_rows, random_state=seed)
+            self.sample, self.y = sample, sample[LABEL].to_numpy(np.float64)
+            self.points: List[Dict[str, float]] = []
+            self.step = 0
+
+        def on_train_begin(self, logs=None):
+            arrays = self.model.encoder.raw_arrays(self.sample)
+            self.ds = tf.data.Dataset.from_tensor_slices(arrays).batch(8192)
+            model = self.model
+            self.predict = tf.function(lambda f: model(f)["watch_time"])
+            self._record()
+
+        def _record(self):
+            p = np.concatenate([self.predict(b).numpy() for b in self.ds]).astype(np.float64)
+            self.points.append({"step": self.step, "mae": M.mae(self.y, p),
+                                "xauc": M.xauc(self.y, p)})
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.step += 1
+            if self.step % every == 0:
+                self._record()
+
+    return Curve()
+
+
+def model_cost(model) -> Dict[str, Any]:
+    """Trainable parameters (total and head) and profiler FLOPs per sample (see module doc)."""
+    import tensorflow as tf
+
+    from ptpm_tf.data.dataset import DURATION
+    count = lambda vs: int(sum(int(np.prod(v.shape)) for v in vs))
+    out: Dict[str, Any] = {"params": count(model.trainable_variables),
+                           "head_params": count(model.head.trainable_variables)}
+    enc = model.encoder
+    ids_spec = {n: tf.TensorSpec([1], tf.int64) for n in enc.categorical}
+    dense_spec = tf.TensorSpec([1, 2 * len(enc.numeric)], tf.float32)
+
+    @tf.function
+    def forward(ids, dense, duration):
+        raw = model.head(model.tower((ids, dense if len(enc.numeric) else None)))
+        return model.head.decode(raw, {DURATION: duration})
+
+    try:
+        graph = forward.get_concrete_function(ids_spec, dense_spec,
+                                              tf.TensorSpec([1], tf.float32)).graph
+        opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+        opts["output"] = "none"
+        prof = tf.compat.v1.profiler.profile(graph=graph, run_meta=tf.compat.v1.RunMetadata(),
+                                             cmd="op", options=opts)
+        out["flops"] = int(prof.total_float_ops)
+    except Exception as err:  # the cost figure must not sink a finished run
+        out["flops"] = None
+        out["flops_error"] = f"{type(err).__name__}: {err}"
+    return out
+
+
+class _DataCache:
+    """Dataset and split of the current seed (loaded once per seed)."""
+
+    def __init__(self, config: BenchmarkConfig):
+        self.config, self.key, self.value = config, None, None
+
+    def get(self, seed: int):
+        if self.key != seed:
+            from ptpm_tf.data.registry import load_dataset
+            from ptpm_tf.data.splits import split_dataset
+            c = self.config
+            ds = load_dataset(c.dataset, data_dir=c.data_dir, spec=c.spec, rows=c.rows, seed=seed)
+            self.key, self.value = seed, (ds, split_dataset(ds, seed=seed))
+        return self.value
+
+
+def execute(spec: RunSpec, config: BenchmarkConfig, cache: _DataCache) -> Dict[str, Any]:
+    """Train one run and return its record (not yet written)."""
+    import warnings
+
+    from ptpm_tf.evaluate import evaluate_frame
+    from ptpm_tf.training import TrainConfig, train
+    dataset, split = cache.get(spec.seed)
+    tc = TrainConfig(model=spec.model, dataset=config.dataset, data_dir=config.data_dir,
+                     spec=config.spec, rows=config.rows, seed=spec.seed, depth=spec.depth,
+                     epochs=config.epochs, batch_size=config.batch_size,
+                     learning_rate=config.learning_rate, patience=config.patience,
+                     head=spec.overrides, tower=dict(config.tower))
+    callbacks = []
+    if spec.variant in CURVE_VARIANTS and spec.depth == config.depth \
+            and config.curve_points_per_epoch > 0:
+        steps = math.ceil(len(split.train) / config.batch_size)
+        every = max(1, steps // config.curve_points_per_epoch)
+        callbacks.append(_curve_callback(split.validation, every, config.curve_rows, spec.seed))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = train(tc, None, dataset=dataset, split=split, verbose=0, callbacks=callbacks)
+    val = evaluate_frame(run.model, split.validation, dataset, model_name=spec.model,
+                         diagnostics=False)
+    record = {
+        "dataset": spec.dataset, "variant": spec.variant, "tag": spec.tag, "model": spec.model,
+        "seed": spec.seed, "depth": spec.depth, "head": spec.overrides,
+        "test": run.metrics,
+        "validation": {k: val[k] for k in ("mae", "rmse", "xauc", "user_xauc",
+                                           "avg_tree_depth") if k in val},
+        "history": run.history, "seconds": round(run.seconds, 2),
+        "split": split.describe(), "cost": model_cost(run.model),
+    }
+    if callbacks:
+        record["curve"] = callbacks[0].points
+        record["curve_steps_per_epoch"] = math.ceil(len(split.train) / config.batch_size)
+    return record
+
+
+def _write_json(path: Path, obj) -> None:
+    """Write atomically: a reader (or a resumed benchmark) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1, default=_json_default))
+    os.replace(tmp, path)
+
+
+def _json_default(x):
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return str(x)
+
+
+def run_benchmark(config: BenchmarkConfig, progress: bool = True,
+                  log: Callable[[str], None] = print) -> Dict[str, Any]:
+    """Run (or resume) every planned run, then write results.json, tables.md and figures."""
+    import tensorflow as tf
+    from tqdm import tqdm
+    tf.get_logger().setLevel("ERROR")  # retracing notices would break the progress bar
+    out = Path(config.out)
+    specs = plan(config)
+    todo = [s for s in specs if not (out / s.path).exists()]
+    if len(todo) < len(specs):
+        log(f"resuming: {len(specs) - len(todo)} of {len(specs)} runs already in {out}")
+    (out / "benchmark_config.json").parent.mkdir(parents=True, exist_ok=True)
+    _write_json(out / "benchmark_config.json", dataclasses.asdict(config))
+    cache = _DataCache(config)
+    start = time.perf_counter()
+    bar = tqdm(total=len(specs), initial=len(specs) - len(todo), unit="run",
+               disable=not progress, dynamic_ncols=True)
+    for spec in todo:
+        bar.set_description(f"{spec.tag} d{spec.depth} s{spec.seed}")
+        record = execute(spec, config, cache)
+        _write_json(out / spec.path, record)
+        bar.update(1)
+        bar.set_postfix(mae=f"{record['test']['mae']:.3f}", xauc=f"{record['test']['xauc']:.4f}")
+    bar.close()
+    results = summarize(out, config)
+    results["wall_seconds_this_invocation"] = round(time.perf_counter() - start, 1)
+    _write_json(out / "results.json", results)
+    (out / "tables.md").write_text(render_tables(results))
+    from ptpm_tf.figures import write_figures
+    results["figures"] = write_figures(results, out)
+    _write_json(out / "results.json", results)
+    return results
+
+
+# ---------------------------------------------------------------------------- summaries
+
+
+def load_records(out: Path) -> List[Dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(Path(out).glob("runs/*/*.json"))]
+
+
+def _select_cread(records: List[Dict[str, Any]]) -> Tuple[List[Dict[str, Any]], Dict]:
+    """Replace the CREAD grid by the run with the best validation MAE per (dataset, seed,
+    depth); return the kept records and the selection log."""
+    keep, groups, selection = [], {}, {}
+    for r in records:
+        if r["variant"] == "cread":
+            groups.setdefault((r["dataset"], r["seed"], r["depth"]), []).append(r)
+        else:
+            keep.append(r)
+    for (ds, seed, depth), rs in sorted(groups.items()):
+        best = min(rs, key=lambda r: (r["validation"]["mae"], -r["validation"]["xauc"]))
+        keep.append(best)
+        selection.setdefault(ds, []).append({
+            "seed": seed, "depth": depth, "chosen_a": best["head"].get("a"),
+            "candidates": [{"a": r["head"].get("a"), "val_mae": r["validation"]["mae"],
+                            "val_xauc": r["validation"]["xauc"]} for r in rs]})
+    return keep, selection
+
+
+def _mean_std(xs: Sequence[float]) -> Dict[str, float]:
+    a = np.asarray(xs, np.float64)
+    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0,
+            "n": int(len(a))}
+
+
+def summarize(out: Path, config: Optional[BenchmarkConfig] = None) -> Dict[str, Any]:
+    """Aggregate every run JSON in ``out`` into the results dictionary."""
+    records, selection = _select_cread(load_records(out))
+    main_depth = config.depth if config is not None else 6
+    datasets = sorted({r["dataset"] for r in records})
+    res: Dict[str, Any] = {"datasets": {}, "cread_selection": selection,
+                           "config": dataclasses.asdict(config) if config else None}
+    for ds in datasets:
+        rs = [r for r in records if r["dataset"] == ds]
+        main = [r for r in rs if r["depth"] == main_depth]
+        models: Dict[str, Any] = {}
+        for v in dict.fromkeys(r["variant"] for r in main):
+            runs = sorted((r for r in main if r["variant"] == v), key=lambda r: r["seed"])
+            entry = {"seeds": [r["seed"] for r in runs]}
+            for key in ("mae", "xauc", "user_xauc", "rmse", "avg_tree_depth", "mean_node_auc",
+                        "train_seconds", "epochs_run"):
+                vals = [r["test"][key] for r in runs if r["test"].get(key) is not None]
+                if len(vals) == len(runs):
+                    entry[key] = _mean_std(vals)
+                    entry[key]["per_seed"] = vals
+            ratios = [r["test"]["leaf_prior_posterior_ratio"] for r in runs
+                      if "leaf_prior_posterior_ratio" in r["test"]]
+            if ratios:
+                entry["leaf_prior_posterior_ratio"] = np.nanmean(np.asarray(ratios, float), 0).tolist()
+            aucs = [r["test"]["node_auc"] for r in runs if "node_auc" in r["test"]]
+            if aucs:
+                entry["node_auc"] = np.nanmean(np.asarray(aucs, float), 0).tolist()
+            entry["cost"] = runs[0]["cost"]
+            curves = [r["curve"] for r in runs if r.get("curve")]
+            if curves:
+                entry["curve"] = {"per_seed": curves,
+                                  "steps_per_epoch": runs[0].get("curve_steps_per_epoch")}
+            models[v] = entry
+        oracle = None
+        with_oracle = [r for r in main if "oracle_mae" in r["test"]]
+        if with_oracle:
+            per_seed = {}
+            for r in with_oracle:
+                per_seed[r["seed"]] = (r["test"]["oracle_mae"], r["test"]["oracle_xauc"])
+            seeds = sorted(per_seed)
+            oracle = {"mae": _mean_std([per_seed[s][0] for s in seeds]),
+                      "xauc": _mean_std([per_seed[s][1] for s in seeds]), "seeds": seeds}
+        depth_rows: Dict[str, Dict[int, Any]] = {}
+        # the sweep compares depths on the same seeds (those run at the other depths)
+        sweep_seeds = {r["seed"] for r in rs if r["variant"] in ("ptpm", "ptpm-no-tsl")
+                       and r["depth"] != main_depth}
+        for r in rs:
+            if r["variant"] in ("ptpm", "ptpm-no-tsl") and (not sweep_seeds
+                                                           or r["seed"] in sweep_seeds):
+                depth_rows.setdefault(r["variant"], {}).setdefault(r["depth"], []).append(r)
+        depth = {v: {int(d): {"mae": _mean_std([r["test"]["mae"] for r in rr]),
+                              "xauc": _mean_std([r["test"]["xauc"] for r in rr]),
+                              "avg_tree_depth": _mean_std([r["test"].get("avg_tree_depth", d)
+                                                           for r in rr]),
+                              "seeds": sorted(r["seed"] for r in rr)}
+                         for d, rr in sorted(ds_.items())}
+                 for v, ds_ in depth_rows.items()}
+        res["datasets"][ds] = {
+            "models": models, "oracle": oracle, "depth_sweep": depth,
+            "significance": {"table2": _significance(models, TABLE2_ORDER),
+                             "table3": _significance(models, TABLE3_ORDER)},
+            "n_test": main[0]["test"]["n_test"] if main else None,
+        }
+    return res
+
+
+def _significance(models: Dict[str, Any], order: Sequence[str]) -> Dict[str, Any]:
+    """PTPM against the runner-up (best other model by mean) per metric: paired t-test
+    over the seeds both have."""
+    out = {}
+    if "ptpm" not in models:
+        return out
+    for metric, sign in (("mae", -1.0), ("xauc", 1.0)):
+        others = [v for v in order if v in models and v != "ptpm" and metric in models[v]]
+        if not others or metric not in models["ptpm"]:
+            continue
+        runner = max(others, key=lambda v: sign * models[v][metric]["mean"])
+        p_seeds = dict(zip(models["ptpm"]["seeds"], models["ptpm"][metric]["per_seed"]))
+        r_seeds = dict(zip(models[runner]["seeds"], models[runner][metric]["per_seed"]))
+        common = sorted(set(p_seeds) & set(r_seeds))
+        test = paired_t_test([sign * p_seeds[s] for s in common],
+                             [sign * r_seeds[s] for s in common])
+        ptpm_best = sign * models["ptpm"][metric]["mean"] >= sign * models[runner][metric]["mean"]
+        out[metric] = {"runner_up": runner, "n_seeds": test.n, "gain": test.mean_diff,
+                       "t": test.t, "p_two_sided": test.p_two_sided,
+                       "p_one_sided": test.p_one_sided, "ptpm_best": bool(ptpm_best),
+                       "significant": bool(ptpm_best and test.p_two_sided < 0.05)}
+    return out
+
+
+# ------------------------------------------------------------------------------- tables
+
+
+def _cell(stat: Optional[Dict[str, float]], digits: int, bold: bool, mark: str = "") -> str:
+    if stat is None:
+        return "-"
+    text = f"{stat['mean']:.{digits}f}"
+    if stat.get("n", 1) > 1:
+        text += f" ± {stat['std']:.{digits}f}"
+    if bold:
+        text = f"**{text}**"
+    return text + mark
+
+
+def _table(results: Dict[str, Any], order: Sequence[str], title: str, star: bool) -> List[str]:
+    datasets = [d for d in results["datasets"]
+                if any(v in results["datasets"][d]["models"] for v in order)]
+    if not datasets:
+        return []
+    head = "| Approach | " + " | ".join(f"{d} MAE ↓ | {d} XAUC ↑" for d in datasets) + " |"
+    lines = [f"### {title}", "", head, "|---|" + "---|---|" * len(datasets)]
+    rows = [v for v in order if any(v in results["datasets"][d]["models"] for d in datasets)]
+    best = {}
+    for d in datasets:
+        ms = results["datasets"][d]["models"]
+        for metric, sign in (("mae", -1), ("xauc", 1)):
+            cand = [v for v in rows if v in ms and metric in ms[v]]
+            best[d, metric] = max(cand, key=lambda v: sign * ms[v][metric]["mean"]) if cand else None
+    for v in rows:
+        cells = []
+        for d in datasets:
+            ms = results["datasets"][d]["models"]
+            sig = results["datasets"][d]["significance"]["table2" if star else "table3"]
+            for metric, digits in (("mae", 3), ("xauc", 4)):
+                stat = ms.get(v, {}).get(metric)
+                mark = "*" if (star and v == "ptpm" and sig.get(metric, {}).get("significant")) else ""
+                cells.append(_cell(stat, digits, best[d, metric] == v, mark))
+        lines.append(f"| {LABELS.get(v, v)} | " + " | ".join(cells) + " |")
+    if any(results["datasets"][d]["oracle"] for d in datasets):
+        cells = []
+        for d in datasets:
+            o = results["datasets"][d]["oracle"]
+            cells += [_cell(o["mae"], 3, False) if o else "-", _cell(o["xauc"], 4, False) if o else "-"]
+        lines.append("| *oracle (simulator truth)* | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def render_tables(results: Dict[str, Any]) -> str:
+    """tables.md: Table 2, Table 3, significance details, CREAD's a, costs."""
+    lines = ["# Benchmark results", ""]
+    cfg = results.get("config") or {}
+    if cfg:
+        lines += [f"Seeds: {cfg.get('seeds')}; rows: {cfg.get('rows') or 'dataset default'}; "
+                  f"max epochs: {cfg.get('epochs')} (early stopping on validation MAE, "
+                  f"patience {cfg.get('patience')}); global tree depth {cfg.get('depth')}. "
+                  "Mean ± standard deviation over seeds, test split; best in bold "
+                  "(oracle excluded); * = PTPM best and its gain over the runner-up "
+                  "significant at p < 0.05 (two-sided paired t-test over seeds).", ""]
+    lines += _table(results, TABLE2_ORDER, "Table 2: PTPM against the baselines", True)
+    lines += _table(results, TABLE3_ORDER, "Table 3: PTPM with different components", False)
+    for d, r in results["datasets"].items():
+        sig = r["significance"]["table2"]
+        if sig:
+            lines += [f"Significance on {d} (PTPM vs runner-up): " + "; ".join(
+                f"{m.upper()}: runner-up {LABELS.get(s['runner_up'], s['runner_up'])}, "
+                f"gain {s['gain']:+.4f}, t = {s['t']:.2f}, p = {s['p_two_sided']:.3g}, "
+                f"n = {s['n_seeds']}" + ("" if s["ptpm_best"] else " (PTPM not best)")
+                for m, s in sig.items()), ""]
+    for d, sel in results.get("cread_selection", {}).items():
+        chosen = ", ".join(f"seed {s['seed']}: a = {s['chosen_a']:g}" for s in sel
+                           if s["depth"] == (cfg.get("depth") or 6))
+        if chosen:
+            lines += [f"CREAD's a chosen on the validation split ({d}): {chosen}.", ""]
+    for d, r in results["datasets"].items():
+        ms = r["models"]
+        order = [v for v in (*TABLE2_ORDER, "ptpm-no-tsl", "ptpm-no-ucl") if v in ms]
+        lines += [f"### Costs on {d}", "",
+                  "| model | params | head params | FLOPs/sample | train s (mean) | epochs |",
+                  "|---|---|---|---|---|---|"]
+        for v in order:
+            c = ms[v]["cost"]
+            flops = f"{c['flops']:,}" if c.get("flops") else "-"
+            secs = ms[v].get("train_seconds", {}).get("mean")
+            ep = ms[v].get("epochs_run", {}).get("mean")
+            lines.append(f"| {LABELS.get(v, v)} | {c['params']:,} | {c['head_params']:,} | "
+                         f"{flops} | {secs:.0f} | {ep:.1f} |" if secs is not None else
+                         f"| {LABELS.get(v, v)} | {c['params']:,} | {c['head_params']:,} | {flops} | - | - |")
+        lines.append("")
+        sweep = r.get("depth_sweep") or {}
+        if sweep:
+            lines += [f"### Global tree depth on {d} (Fig. 8)", "",
+                      "| depth | PTPM MAE | PTPM XAUC | PTPM avg learned depth | w/o TSL MAE | w/o TSL XAUC |",
+                      "|---|---|---|---|---|---|"]
+            depths = sorted({int(k) for v in sweep.values() for k in v})
+            for dd in depths:
+                p = sweep.get("ptpm", {}).get(dd)
+                q = sweep.get("ptpm-no-tsl", {}).get(dd)
+                f = lambda s, k, n: f"{s[k]['mean']:.{n}f}" if s else "-"
+                lines.append(f"| {dd} | {f(p, 'mae', 3)} | {f(p, 'xauc', 4)} | "
+                             f"{f(p, 'avg_tree_depth', 2)} | {f(q, 'mae', 3)} | {f(q, 'xauc', 4)} |")
+            lines.append("")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,149 @@
+"""Ordinal regression (OR) and CREAD: K threshold classifiers ``P(y > t_k | x)``
+(paper section 5.1.2, refs. [6] and [12]; DESIGN.md section 3).
+
+Both heads have one logit per threshold, ``p_k = sigmoid(z_k) = P(y > t_k | x)``, and
+restore the watch time with the decoder of DESIGN.md section 3,
+
+    y_hat = t_0 + sum_{k=1..K} p_k (t_k - t_{k-1}),        t_0 = 0,
+
+the right Riemann sum of ``E[y] = int_0^inf P(y > t) dt`` on the thresholds' grid (it
+ignores mass above ``t_K``, which is why ``t_K`` stays below the largest label).
+
+**Thresholds.** ``t_k = Q(gamma_a(k / (K + 1)))`` for ``k = 1..K``, ``Q`` the empirical
+quantile function of the training labels and
+
+    gamma_a(z) = (1 - exp(-a z)) / (1 - exp(-a))        (gamma_0(z) = z).
+
+``a = 0`` gives equal-frequency thresholds: that is **OR** (model ``or``). For ``a > 0``
+``gamma_a`` is concave, so the thresholds move to higher quantile levels: finer steps in the
+long right tail (toward equal-width bins, smaller restoration error) at the price of fewer
+samples between neighbouring thresholds in the bulk (larger learning error). This is our
+reading of CREAD's error-adaptive discretisation (Sun et al., AAAI 2024), which trades
+exactly these two errors off between the equal-frequency and equal-width extremes; ``a``
+is chosen on the **validation** split by the benchmark (and by ``ptpm-tf train --model
+cread`` unless ``--cread-a`` fixes it), never on the test split.
+
+**Losses.** OR: the mean over thresholds of the binary cross-entropies of ``1[y > t_k]``.
+CREAD adds, as its paper does, a restoration loss (Huber, delta 1, of the restored
+``y_hat`` against ``y`` on the normalised scale ``/ std(y_train)``) and the ordinal prior
+(a penalty ``mean_k relu(p_{k+1} - p_k)`` on survival probabilities that increase), with
+weights ``w_restore`` and ``w_ordinal`` (1 and 1). ``K`` defaults to 63, the number of
+inner boundaries of the depth-6 global tree of PTPM/TPM, so both discretise the label as
+finely.
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from ptpm_tf.data.dataset import LABEL
+from ptpm_tf.heads.base import Head, prior_logit, set_output_bias
+
+
+def gamma_levels(n_thresholds: int, a: float) -> np.ndarray:
+    """Quantile levels ``gamma_a(k / (K + 1))``, ``k = 1..K`` (``a = 0``: equal frequency)."""
+    z = np.arange(1, n_thresholds + 1, dtype=np.float64) / (n_thresholds + 1)
+    if abs(a) < 1e-9:
+        return z
+    return np.expm1(-a * z) / np.expm1(-a)
+
+
+def fit_thresholds(y: np.ndarray, n_thresholds: int, a: float = 0.0) -> np.ndarray:
+    """Thresholds ``t_1 <= ... <= t_K`` at the levels of :func:`gamma_levels` of ``y``."""
+    y = np.asarray(y, np.float64)
+    if y.ndim != 1 or len(y) == 0:
+        raise ValueError("fit_thresholds needs a non-empty 1-D array of labels")
+    return np.quantile(y, gamma_levels(n_thresholds, a)).astype(np.float64)
+
+
+def ordinal_decode(p_exceed, thresholds, origin: float = 0.0):
+    """NumPy decoder: ``t_0 + sum_k P(y > t_k)(t_k - t_{k-1})`` over the last axis."""
+    p = np.asarray(p_exceed, np.float64)
+    t = np.concatenate([[origin], np.asarray(thresholds, np.float64)])
+    return origin + p @ np.diff(t)
+
+
+class OrdinalHead(Head):
+    """``K`` threshold classifiers and the ordinal decoder (model ``or``; CREAD subclasses).
+
+    Args:
+      n_thresholds: ``K``.
+      a: shape of ``gamma_a`` (0 = equal-frequency thresholds).
+      w_restore: weight of the restoration loss (0 for OR).
+      w_ordinal: weight of the ordinal prior (0 for OR).
+      seed: accepted for a uniform head interface.
+    """
+
+    loss_names = ("bce", "restore", "ordinal")
+    output_names = ("exceed_prob",)
+
+    def __init__(self, n_thresholds: int = 63, a: float = 0.0, w_restore: float = 0.0,
+                 w_ordinal: float = 0.0, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        if n_thresholds < 1:
+            raise ValueError(f"n_thresholds must be >= 1, got {n_thresholds}")
+        self.n_thresholds, self.a = int(n_thresholds), float(a)
+        self.w_restore, self.w_ordinal, self.seed = w_restore, w_ordinal, seed
+        self.out = tf.keras.layers.Dense(self.n_thresholds, name="threshold_logits")
+        self.thresholds = self.add_weight(name="thresholds", shape=[self.n_thresholds],
+                                          trainable=False, initializer="zeros", dtype=tf.float32)
+        self.label_scale = self.add_weight(name="label_scale", shape=[], trainable=False,
+                                           initializer="ones", dtype=tf.float32)
+
+    def adapt(self, train: pd.DataFrame) -> Dict[str, np.ndarray]:
+        y = train[LABEL].to_numpy(np.float64)
+        t = fit_thresholds(y, self.n_thresholds, self.a)
+        self.thresholds.assign(t)
+        # start at the training prior P(y > t_k): the first restored value is the marginal
+        set_output_bias(self.out, prior_logit((y[:, None] > t[None, :]).mean(0)))
+        self.label_scale.assign(max(float(np.std(y)), 1e-6))
+        return self.targets(train)
+
+    def targets(self, frame: pd.DataFrame, seed: int = 0) -> Dict[str, np.ndarray]:
+        return {LABEL: frame[LABEL].to_numpy(np.float32)}
+
+    def call(self, hidden, training=False):
+        return {"logits": self.out(hidden)}
+
+    def _widths(self):
+        return self.thresholds - tf.concat([[0.0], self.thresholds[:-1]], axis=0)
+
+    def _restore(self, p):
+        return tf.linalg.matvec(p, self._widths())
+
+    def decode(self, outputs, features=None):
+        p = tf.sigmoid(outputs["logits"])
+        return {"watch_time": self._restore(p), "exceed_prob": p}
+
+    def compute_loss(self, outputs, targets, step, training=False):
+        y = tf.cast(targets[LABEL], tf.float32)
+        logits = outputs["logits"]
+        above = tf.cast(y[:, None] > self.thresholds[None, :], tf.float32)
+        bce = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=above, logits=logits))
+        p = tf.sigmoid(logits)
+        err = tf.abs((self._restore(p) - y) / self.label_scale)
+        restore = tf.reduce_mean(tf.where(err <= 1.0, 0.5 * tf.square(err), err - 0.5))
+        ordinal = (tf.reduce_mean(tf.nn.relu(p[:, 1:] - p[:, :-1]))
+                   if self.n_thresholds > 1 else tf.constant(0.0))
+        total = bce + self.w_restore * restore + self.w_ordinal * ordinal
+        return total, {"bce": bce, "restore": restore, "ordinal": ordinal}
+
+    def get_config(self):
+        return {**super().get_config(), "n_thresholds": self.n_thresholds, "a": self.a,
+                "w_restore": self.w_restore, "w_ordinal": self.w_ordinal, "seed": self.seed}
+
+
+class CreadHead(OrdinalHead):
+    """CREAD: OR with ``gamma_a``-shaped thresholds, restoration loss and ordinal prior
+    (model ``cread``). ``selection_grid`` lists the ``a`` tried on the validation split."""
+
+    #: head settings chosen on the validation split (by validation MAE)
+    selection_grid = {"a": (0.0, 2.0, 5.0)}
+
+    def __init__(self, n_thresholds: int = 63, a: float = 2.0, w_restore: float = 1.0,
+                 w_ordinal: float = 1.0, seed: int = 0, **kwargs):
+        super().__init__(n_thresholds=n_thresholds, a=a, w_restore=w_restore,
+                         w_ordinal=w_ordinal, seed=seed, **kwargs)

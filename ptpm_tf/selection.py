@@ -1,0 +1,56 @@
+"""Settings chosen on the validation split (CREAD's threshold shape ``a``).
+
+A head class may declare ``selection_grid = {name: (values...)}``: :func:`train_selected`
+then trains one model per value (same data, same split), scores each on the
+**validation** split and keeps the one with the lowest validation MAE (ties: higher
+validation XAUC). The test split is evaluated for the chosen model only, by ``train``'s
+usual final evaluation. A value fixed in ``config.head`` skips the search.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Optional
+
+from ptpm_tf.heads import MODELS
+
+
+def selection_grid(model: str) -> dict:
+    return dict(getattr(MODELS[model][0], "selection_grid", None) or {})
+
+
+def train_selected(config, out_dir: Optional[Path] = None, *, dataset=None, split=None,
+                   verbose=None):
+    """``train``, with the head's ``selection_grid`` searched on the validation split."""
+    from ptpm_tf.data.registry import load_dataset
+    from ptpm_tf.data.splits import split_dataset
+    from ptpm_tf.evaluate import evaluate_frame
+    from ptpm_tf.training import save_run, train
+
+    grid = {k: v for k, v in selection_grid(config.model).items() if k not in config.head}
+    if not grid:
+        return train(config, out_dir, dataset=dataset, split=split, verbose=verbose)
+    if len(grid) != 1:
+        raise ValueError("only one-dimensional selection grids are supported")
+    (key, values), = grid.items()
+    if dataset is None:
+        dataset = load_dataset(config.dataset, data_dir=config.data_dir, spec=config.spec,
+                               rows=config.rows, seed=config.seed)
+    if split is None:
+        split = split_dataset(dataset, config.split, seed=config.seed)
+    best, tried = None, []
+    for value in values:
+        cfg = dataclasses.replace(config, head={**config.head, key: value})
+        run = train(cfg, None, dataset=dataset, split=split, verbose=verbose)
+        val = evaluate_frame(run.model, split.validation, dataset, model_name=config.model,
+                             diagnostics=False)
+        tried.append({key: value, "val_mae": val["mae"], "val_xauc": val["xauc"]})
+        score = (val["mae"], -val["xauc"])
+        if best is None or score < best[0]:
+            best = (score, run, value)
+    _, run, value = best
+    run.metrics["selection"] = {"criterion": "validation MAE", "chosen": {key: value},
+                                "candidates": tried}
+    if out_dir is not None:
+        save_run(run, Path(out_dir))
+    return run

@@ -1,0 +1,116 @@
+"""``ptpm-tf benchmark``: a tiny end-to-end run (tables, PNGs, resume) and the
+significance test on hand-made numbers."""
+import json
+import math
+
+import pytest
+
+import ptpm_tf  # noqa: F401
+from ptpm_tf import benchmark as B
+from ptpm_tf.stats import paired_t_test, t_sf
+
+TINY_TOWER = {"embedding_dim": 4, "n_cross": 1, "hidden": (16,)}
+
+
+def _config(out, **kw):
+    base = dict(dataset="simulator", rows=2500, models=("mse", "ptpm"), seeds=2, depth=3,
+                depths=(2, 3), depth_seeds=1, epochs=1, batch_size=256, ablations=False,
+                curve_points_per_epoch=2, curve_rows=500, tower=TINY_TOWER, out=str(out))
+    base.update(kw)
+    return B.BenchmarkConfig(**base)
+
+
+def test_plan_covers_models_seeds_cread_grid_ablations_and_depths():
+    cfg = B.BenchmarkConfig(models=("cread", "ptpm"), seeds=2, depths=(2, 6, 8), depth_seeds=1,
+                            cread_grid=(0.0, 3.0))
+    tags = [(s.tag, s.depth, s.seed) for s in B.plan(cfg)]
+    for seed in (0, 1):
+        for tag in ("cread-a0", "cread-a3", "ptpm", "ptpm-no-tsl", "ptpm-no-ucl", "tpm"):
+            assert (tag, 6, seed) in tags
+    assert ("ptpm", 2, 0) in tags and ("ptpm-no-tsl", 8, 0) in tags
+    assert ("ptpm", 2, 1) not in tags  # the depth sweep uses depth_seeds seeds
+    assert len(tags) == len(set(tags))
+    assert [s for _, _, s in tags] == sorted(s for _, _, s in tags)  # one data load per seed
+    with pytest.raises(ValueError, match="unknown model"):
+        B.BenchmarkConfig(models=("nope",))
+
+
+def test_tiny_benchmark_writes_tables_figures_and_resumes(tmp_path, monkeypatch):
+    cfg = _config(tmp_path)
+    results = B.run_benchmark(cfg, progress=False, log=lambda m: None)
+    runs = sorted(p.name for p in (tmp_path / "runs" / "simulator").glob("*.json"))
+    assert len(runs) == len(B.plan(cfg)) == 2 * 2 + 2
+    tables = (tmp_path / "tables.md").read_text()
+    assert "Table 2" in tables and "Table 3" in tables and "oracle" in tables
+    assert "| PTPM |" in tables and "| MSE |" in tables
+    for name in ("fig6_cost", "fig6_curves", "fig7_ucl", "fig8_depth"):
+        png = tmp_path / f"{name}_simulator.png"
+        assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    saved = json.loads((tmp_path / "results.json").read_text())
+    ds = saved["datasets"]["simulator"]
+    assert ds["models"]["ptpm"]["mae"]["n"] == 2 and ds["oracle"]["mae"]["n"] == 2
+    assert set(ds["depth_sweep"]["ptpm"]) == {"2", "3"}
+    assert ds["models"]["ptpm"]["cost"]["flops"] > ds["models"]["mse"]["cost"]["flops"] > 0
+    assert "mae" in ds["significance"]["table2"]
+    assert results["datasets"]["simulator"]["models"]["mse"]["seeds"] == [0, 1]
+
+    # resume: nothing finished is trained again; a missing run is the only one trained
+    calls = []
+    real_execute = B.execute
+    monkeypatch.setattr(B, "execute", lambda spec, *a: calls.append(spec) or real_execute(spec, *a))
+    B.run_benchmark(cfg, progress=False, log=lambda m: None)
+    assert calls == []
+    victim = tmp_path / "runs" / "simulator" / runs[0]
+    victim.unlink()
+    B.run_benchmark(cfg, progress=False, log=lambda m: None)
+    assert [s.path.split("/")[-1] for s in calls] == [runs[0]]
+    assert victim.exists()
+
+
+def test_student_t_tail_matches_closed_forms():
+    for t in (0.3, 1.0, 2.5, 10.0):
+        assert t_sf(t, 1) == pytest.approx(0.5 - math.atan(t) / math.pi, abs=1e-12)
+        assert t_sf(t, 2) == pytest.approx(0.5 - t / (2 * math.sqrt(2 + t * t)), abs=1e-12)
+        assert t_sf(-t, 3) == pytest.approx(1 - t_sf(t, 3), abs=1e-12)
+    # table values: two-sided 5 % critical points
+    for df, crit in ((2, 4.302653), (4, 2.776445), (9, 2.262157)):
+        assert 2 * t_sf(crit, df) == pytest.approx(0.05, abs=1e-6)
+
+
+def test_paired_t_test_on_hand_made_numbers():
+    # differences 0.5, 0.8, 0.9: mean 0.7333, sd 0.2082, t = 6.1017 with 2 df
+    r = paired_t_test([1.0, 2.0, 3.0], [0.5, 1.2, 2.1])
+    assert r.n == 3 and r.mean_diff == pytest.approx(0.733333, rel=1e-5)
+    assert r.t == pytest.approx(6.1017, rel=1e-4)
+    assert r.p_two_sided == pytest.approx(1 - r.t / math.sqrt(r.t ** 2 + 2), rel=1e-9)
+    assert r.p_one_sided == pytest.approx(r.p_two_sided / 2)
+    worse = paired_t_test([0.5, 1.2, 2.1], [1.0, 2.0, 3.0])
+    assert worse.t < 0 and worse.p_one_sided > 0.95
+    assert math.isnan(paired_t_test([1.0], [0.0]).p_two_sided)
+    assert paired_t_test([1.0, 2.0], [0.0, 1.0]).p_two_sided == 0.0  # constant gain
+    assert paired_t_test([1.0, 2.0], [1.0, 2.0]).p_two_sided == 1.0
+
+
+def _fake(mae, xauc, seeds=(0, 1, 2)):
+    return {"seeds": list(seeds),
+            "mae": {"mean": sum(mae) / len(mae), "std": 0.0, "n": len(mae), "per_seed": mae},
+            "xauc": {"mean": sum(xauc) / len(xauc), "std": 0.0, "n": len(xauc), "per_seed": xauc},
+            "cost": {"params": 1, "head_params": 1, "flops": 1}}
+
+
+def test_tables_bold_the_best_and_star_a_significant_ptpm_gain():
+    models = {"tpm": _fake([10.0, 11.0, 12.0], [0.70, 0.71, 0.72]),
+              "mse": _fake([12.0, 13.0, 14.0], [0.60, 0.61, 0.62]),
+              "ptpm": _fake([9.0, 10.1, 10.9], [0.70, 0.71, 0.717])}
+    sig = B._significance(models, B.TABLE2_ORDER)
+    assert sig["mae"]["runner_up"] == "tpm" and sig["mae"]["significant"]
+    assert sig["xauc"]["runner_up"] == "tpm" and not sig["xauc"]["ptpm_best"]
+    results = {"datasets": {"sim": {"models": models, "oracle": None, "depth_sweep": {},
+                                    "significance": {"table2": sig, "table3": {}}}},
+               "cread_selection": {}, "config": None}
+    text = B.render_tables(results)
+    ptpm_row = next(l for l in text.splitlines() if l.startswith("| PTPM |"))
+    tpm_row = next(l for l in text.splitlines() if l.startswith("| TPM |"))
+    assert "**10.000 ± 0.000**" in ptpm_row and ptpm_row.split("|")[2].strip().endswith("*")
+    assert "**0.7100" in tpm_row  # TPM has the best XAUC here: bold, and no star anywhere
+    assert not ptpm_row.split("|")[3].strip().endswith("*")
