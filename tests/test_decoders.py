@@ -283,3 +283,25 @@ def test_tree_head_outputs_match_the_decoding_functions():
     assert "p_complete" not in h.decode(raw, {})
     every = h.decode_all(raw, {})
     np.testing.assert_allclose(every["watch_time_global_median"], out["watch_time_global"])
+
+
+def test_benchmark_table_shows_tree_models_with_both_decoders():
+    from ptpm_tf import benchmark as B
+    runs = [{"variant": "ptpm", "seed": s,
+             "test": {"decode": "mean", "mae": 10.0 + s, "xauc": 0.70, "mae_mean": 10.0 + s,
+                      "xauc_mean": 0.70, "mae_median": 9.5 + s, "xauc_median": 0.71}}
+            for s in range(3)]
+    stat = lambda xs: {**B._mean_std(xs), "per_seed": xs}
+    served = {"seeds": [0, 1, 2], "mae": stat([10.0, 11.0, 12.0]), "xauc": stat([0.7] * 3),
+              "cost": {"params": 1, "head_params": 1, "flops": 1}}
+    name, other = B._other_decoder_entry(served, runs)
+    assert name == "median" and other["mae"]["mean"] == pytest.approx(10.5)
+    assert other["xauc"]["per_seed"] == [0.71] * 3 and "cost" not in other
+    assert B._other_decoder_entry(served, [{**r, "variant": "mse"} for r in runs]) is None
+    models = {"ptpm": served, "ptpm-median": other}
+    results = {"datasets": {"sim": {"models": models, "oracle": None, "depth_sweep": {},
+                                    "significance": {"table2": {}, "table3": {}}}},
+               "cread_selection": {}, "config": None}
+    text = B.render_tables(results)
+    row = next(l for l in text.splitlines() if l.startswith("| PTPM, median decoder |"))
+    assert "**10.500 ± 1.000**" in row and "**0.7100" in row
