@@ -184,6 +184,18 @@ class TreeHead(Head):
         mask = self.ops.pruned_leaves(tf.cast(outputs["prune_logits"] > 0.0, tf.float32))
         return decoding.leaf_distribution(reach, mask, self.spread), global_p
 
+    def quantile(self, outputs, levels, global_tree: bool = False):
+        """[B, Q] quantiles at any ``levels`` in (0, 1) of the personalised (or, with
+        ``global_tree``, the global) tree's distribution."""
+        tree_p, global_p = self.leaf_distributions(outputs)
+        return decoding.quantiles(global_p if global_tree else tree_p, self.leaf_knots, levels)
+
+    def survival(self, outputs, t, global_tree: bool = False):
+        """[B] ``P(watch time > t)`` for per-row thresholds ``t`` [B] (seconds) under the
+        personalised (or global) tree; ``t`` = the item's duration gives ``p_complete``."""
+        tree_p, global_p = self.leaf_distributions(outputs)
+        return decoding.survival(global_p if global_tree else tree_p, self.leaf_knots, t)
+
     def _decode(self, outputs, features, diagnostics):
         log_reach = self.ops.log_reach(outputs["cls_logits"])
         reach, mask, mean_g, var_g = self._global(log_reach)
