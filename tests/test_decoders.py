@@ -310,3 +310,20 @@ def test_benchmark_table_shows_tree_models_with_both_decoders():
     text = B.render_tables(results)
     row = next(l for l in text.splitlines() if l.startswith("| PTPM, median decoder |"))
     assert "**10.500 ± 1.000**" in row and "**0.7100" in row
+
+
+def test_checkpoint_without_knots_falls_back_to_linear_interpolation():
+    import pandas as pd
+    from ptpm_tf.heads import TreeHead
+    h = TreeHead(depth=2, leaf_knots=2)
+    h.adapt(pd.DataFrame({"watch_time": np.arange(40, dtype=np.float64)}))
+    fitted = h.leaf_knots.numpy().copy()
+    h.after_restore()  # knots present: untouched
+    np.testing.assert_array_equal(h.leaf_knots.numpy(), fitted)
+    h.leaf_knots.assign(np.zeros_like(fitted))
+    with pytest.warns(UserWarning, match="leaf_knots"):
+        h.after_restore()
+    b = h.leaf_bounds.numpy()
+    expected = decoding.knot_grid(decoding.linear_leaf_knots(b, 2))
+    np.testing.assert_allclose(h.leaf_knots.numpy(), expected)
+    assert expected[0] == b[0] and expected[-1] == b[-1] and expected[2] == b[1]

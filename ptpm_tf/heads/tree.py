@@ -143,6 +143,18 @@ class TreeHead(Head):
         self.label_scale.assign(max(float(np.std(y)), 1e-6))
         return {LABEL: y.astype(np.float32), "leaf": tree.train_leaf}
 
+    def after_restore(self) -> None:
+        """Called once weights are restored: a checkpoint from before ``leaf_knots``
+        existed leaves them all zero, so fall back to the minimal interpolation (linear
+        between each leaf's bounds) rather than decode every quantile as 0."""
+        bounds = self.leaf_bounds.numpy()
+        if not np.any(self.leaf_knots.numpy()) and np.any(bounds):
+            import warnings
+            warnings.warn("checkpoint has no leaf_knots (trained before distributional "
+                          "decoding); interpolating linearly between the leaf bounds")
+            self.leaf_knots.assign(decoding.knot_grid(
+                decoding.linear_leaf_knots(bounds, self.n_knots)))
+
     def targets(self, frame: pd.DataFrame, seed: int = 0) -> Dict[str, np.ndarray]:
         y = frame[LABEL].to_numpy(np.float64)
         leaf = assign_leaves(y, self.leaf_bounds.numpy(), seed=seed)
