@@ -159,22 +159,26 @@ def _cumulative(leaf_prob: tf.Tensor, n_leaves) -> tf.Tensor:
     return tf.cumsum(leaf_prob, axis=1)
 
 
-def quantiles(leaf_prob: tf.Tensor, knots: tf.Tensor,
-              levels: Sequence[float] | tf.Tensor) -> tf.Tensor:
+def quantiles(leaf_prob: tf.Tensor, knots: tf.Tensor, levels: Sequence[float] | tf.Tensor,
+              normalized: bool = False) -> tf.Tensor:
     """[B, L] leaf probabilities, [L*K+1] knot grid (:func:`knot_grid`), [Q] (or [B, Q])
     levels in (0, 1) -> [B, Q] quantiles ``inf{t : F(t) >= q}``.
 
     Two steps: the level ``q`` is mapped to the leaf-rank coordinate
     ``s = k + (q - C_k) / p_k`` (``k`` the leaf where the cumulative mass reaches ``q``),
     then ``s`` to seconds by the constant piecewise-linear map through the knots, knot
-    ``k K + j`` sitting at ``s = k + j / K``. The probabilities need not be normalised.
+    ``k K + j`` sitting at ``s = k + j / K``. The probabilities need not be normalised
+    unless ``normalized`` says they are (a tree's are, up to rounding; it saves two ops).
     """
     n_leaves, k_pieces, m = _sizes(leaf_prob, knots)
     c = _cumulative(leaf_prob, n_leaves)
     q = tf.convert_to_tensor(levels, tf.float32)
     if q.shape.rank == 1:
         q = q[None, :]
-    q = q * c[:, -1:]  # [B, Q]: the levels on the scale of the (unnormalised) masses
+    if not normalized:
+        q = q * c[:, -1:]  # [B, Q]: the levels on the scale of the (unnormalised) masses
+    else:
+        q = tf.broadcast_to(q, [tf.shape(c)[0], tf.shape(q)[1]])
     k = tf.minimum(tf.searchsorted(c, q, side="left", out_type=tf.int32), n_leaves - 1)
     c_hi = tf.gather(c, k, batch_dims=1)
     p_k = tf.gather(leaf_prob, k, batch_dims=1)
@@ -187,14 +191,15 @@ def quantiles(leaf_prob: tf.Tensor, knots: tf.Tensor,
     return x0 + (u - tf.cast(i, tf.float32)) * (x1 - x0)
 
 
-def cdf(leaf_prob: tf.Tensor, knots: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
+def cdf(leaf_prob: tf.Tensor, knots: tf.Tensor, t: tf.Tensor,
+        normalized: bool = False) -> tf.Tensor:
     """[B, L] leaf probabilities, [L*K+1] knot grid, [B] thresholds -> [B]
     ``F(t) = P(W <= t)`` (right-continuous; NaN where ``t`` is NaN).
 
     The inverse of :func:`quantiles`' two steps: ``t`` to the knot position ``u`` (a
     binary search in the constant grid; ``s = u / K``), then
     ``F = sum_k p_k clip(s - k, 0, 1)`` (= ``C_k + p_k (s - k)``, dense over the leaves),
-    divided by the total mass."""
+    divided by the total mass (unless ``normalized``)."""
     n_leaves, k_pieces, m = _sizes(leaf_prob, knots)
     t = tf.cast(t, tf.float32)
     # number of knots <= t (0 .. M+1); t lies in [x_i, x_{i+1}) with i = that - 1
@@ -208,11 +213,13 @@ def cdf(leaf_prob: tf.Tensor, knots: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
         float(k_pieces) if isinstance(k_pieces, int) else tf.cast(k_pieces, tf.float32))
     scale = 1.0 / k_pieces if isinstance(k_pieces, int) else 1.0 / tf.cast(k_pieces, tf.float32)
     inside = tf.clip_by_value((u[:, None] - edges[None, :]) * scale, 0.0, 1.0)  # [B, L]
-    f = tf.math.divide_no_nan(tf.reduce_sum(leaf_prob * inside, axis=1),
-                              tf.reduce_sum(leaf_prob, axis=1))
+    f = tf.reduce_sum(leaf_prob * inside, axis=1)
+    if not normalized:
+        f = tf.math.divide_no_nan(f, tf.reduce_sum(leaf_prob, axis=1))
     return tf.where(tf.math.is_nan(t), t, f)
 
 
-def survival(leaf_prob: tf.Tensor, knots: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
+def survival(leaf_prob: tf.Tensor, knots: tf.Tensor, t: tf.Tensor,
+             normalized: bool = False) -> tf.Tensor:
     """[B] ``P(W > t) = 1 - F(t)``; at the item's duration, the completion probability."""
-    return 1.0 - cdf(leaf_prob, knots, t)
+    return 1.0 - cdf(leaf_prob, knots, t, normalized)

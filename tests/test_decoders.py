@@ -284,9 +284,9 @@ def test_tree_head_outputs_match_the_decoding_functions():
     every = h.decode_all(raw, {})
     np.testing.assert_allclose(every["watch_time_global_median"], out["watch_time_global"])
     # any level, either tree, through the head's helpers
-    np.testing.assert_allclose(h.quantile(raw, [0.5])[:, 0], out["watch_time"], rtol=1e-6)
+    np.testing.assert_allclose(h.quantile(raw, [0.5])[:, 0], out["watch_time"], rtol=1e-4)
     np.testing.assert_allclose(h.quantile(raw, [0.5], global_tree=True)[:, 0],
-                               out["watch_time_global"], rtol=1e-6)
+                               out["watch_time_global"], rtol=1e-4)
     np.testing.assert_allclose(h.survival(raw, duration), out["p_complete"], atol=1e-6)
 
 

@@ -230,15 +230,19 @@ class TreeHead(Head):
         median_col = self._median_col if full else 0
         if self.tsl:
             tree_p = decoding.leaf_distribution(reach, mask, self.spread)
-            if need_global:  # one pass over both trees' distributions (fewer ops)
+            if need_global and not full:  # one pass over both trees' medians (fewer ops)
                 both = decoding.quantiles(tf.concat([tree_p, global_p], 0), self.leaf_knots,
-                                          levels)
+                                          levels, normalized=True)
                 qs, median_g = tf.split(both, 2)[0], tf.split(both, 2)[1][:, median_col]
+            elif need_global:  # every level of the personalised tree, the global median
+                qs = decoding.quantiles(tree_p, self.leaf_knots, levels, normalized=True)
+                median_g = decoding.quantiles(global_p, self.leaf_knots, (0.5,),
+                                              normalized=True)[:, 0]
             else:
-                qs = decoding.quantiles(tree_p, self.leaf_knots, levels)
+                qs = decoding.quantiles(tree_p, self.leaf_knots, levels, normalized=True)
         else:
             tree_p = global_p
-            qs = decoding.quantiles(tree_p, self.leaf_knots, levels)
+            qs = decoding.quantiles(tree_p, self.leaf_knots, levels, normalized=True)
             median_g = qs[:, median_col]
         median = qs[:, median_col]
         if full:
@@ -246,7 +250,7 @@ class TreeHead(Head):
                        quantiles=qs[:, : len(self.quantile_levels)])
             if features is not None and DURATION in features:
                 out["p_complete"] = decoding.survival(tree_p, self.leaf_knots,
-                                                      features[DURATION])
+                                                      features[DURATION], normalized=True)
         if diagnostics:
             out.update(watch_time_global_mean=mean_g, watch_time_global_median=median_g)
         if self.decoder == "median":
