@@ -38,6 +38,13 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="validation quantity early stopping watches")
     p.add_argument("--split", default="0.8,0.1,0.1",
                    help="train,validation,test fractions (by time if there is a timestamp)")
+    p.add_argument("--strategy", default="default", choices=("default", "mirrored", "multi_worker"),
+                   help="tf.distribute strategy: one device, the local devices (mirrored), or "
+                        "the workers of TF_CONFIG (multi_worker); --batch-size is the global "
+                        "batch (see docs/distributed.md)")
+    p.add_argument("--backup-every", type=int, metavar="STEPS",
+                   help="back up training every STEPS steps (default: every epoch); a killed "
+                        "run resumes from its last backup when rerun with the same command")
     g = p.add_argument_group("PTPM settings (tree models)")
     g.add_argument("--no-tsl", action="store_true", help="ablation: no tree structure learning")
     g.add_argument("--no-ucl", action="store_true", help="ablation: no unbiased conditional learning")
@@ -110,7 +117,8 @@ def _train_config(args, model: str):
                        epochs=args.epochs, batch_size=args.batch_size,
                        learning_rate=args.learning_rate, patience=args.patience,
                        monitor=args.monitor, split=split,
-                       head={**_head_overrides(args), **_baseline_overrides(args, model)})
+                       head={**_head_overrides(args), **_baseline_overrides(args, model)},
+                       strategy=args.strategy, backup_every=args.backup_every)
 
 
 def cmd_simulate(args) -> int:
@@ -168,15 +176,52 @@ def cmd_demo(args) -> int:
     split = split_dataset(dataset, seed=args.seed)
     print(f"simulator: {len(dataset)} rows; train {len(split.train)}, "
           f"validation {len(split.validation)}, test {len(split.test)} ({split.method} split)")
-    rows = []
+    rows, runs = [], {}
     for model in ("tpm", "ptpm"):
         print(f"\n== training {model.upper()} ==")
         config = TrainConfig(model=model, rows=args.rows, seed=args.seed, epochs=args.epochs)
         run = train(config, Path(args.out) / model, dataset=dataset, split=split)
         rows.append(run.metrics)
+        runs[model] = run
     print("\nTest split (" + f"{len(split.test)} rows" + "):")
     print(format_table(decoder_rows(rows), rows[-1]))
+    if args.export_dir:
+        _demo_serving(runs, split, Path(args.export_dir))
     return 0
+
+
+def _demo_serving(runs, split, export_dir: Path) -> None:
+    """End of the main job: export the models for TF Serving and show one request's
+    personalised tree, answered by the exported PTPM SavedModel."""
+    import numpy as np
+    import tensorflow as tf
+    from ptpm_tf.export import INFO_FILE, SERVING_SIGNATURE, describe_tree, export_model
+    print()
+    paths = {}
+    for name, run in runs.items():
+        paths[name] = export_model(run.model, export_dir, name,
+                                   example_frame=split.test.head(512))
+        print(f"exported {name.upper()} to {paths[name]}")
+    name = "ptpm" if "ptpm" in paths else next(iter(paths))
+    encoder = runs[name].model.encoder
+    candidates = split.test.head(256)
+    serve = tf.saved_model.load(str(paths[name])).signatures[SERVING_SIGNATURE]
+    out = {k: v.numpy() for k, v in serve(**{k: tf.constant(v) for k, v in
+                                             encoder.raw_arrays(candidates).items()}).items()}
+    if "leaf_prob" not in out:
+        return
+    pruned = np.flatnonzero(out["prune_mask"].any(axis=1))
+    i = int(pruned[0]) if len(pruned) else 0
+    info = json.loads((paths[name] / "assets.extra" / INFO_FILE).read_text())["tree"]
+    row = candidates.iloc[i]
+    print(f"\nOne request to the exported {name.upper()} (test row {i}: user {row['user_id']}, "
+          f"item {row['item_id']}, duration {row.get('duration', float('nan')):.1f} s, "
+          f"actual watch time {row['watch_time']:.1f} s); "
+          f"{len(pruned)} of the first {len(candidates)} test rows have a pruned tree.")
+    print(describe_tree({k: v[i] for k, v in out.items()}, info["depth"],
+                        leaf_bounds=info["leaf_bounds"], node_value=info["node_value"],
+                        min_prob=0.02))
+    print(f"\nServe {export_dir}/ with TF Serving: docker compose up (see README).")
 
 
 def _int_list(text: str, flag: str) -> list:
@@ -213,6 +258,165 @@ def cmd_benchmark(args) -> int:
 def cmd_data_inspect(args) -> int:
     from ptpm_tf.data.inspect import run as inspect_run
     return inspect_run(args.dataset, args.data_dir, args.spec, args.out, args.rows, args.strict)
+
+
+def _csv_list(text: str, cast=str) -> list:
+    try:
+        return [cast(x.strip()) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"expected a comma-separated list, got {text!r}") from None
+
+
+def _model_names(values) -> list:
+    """``--name ptpm,tpm`` and ``--name ptpm --name tpm`` alike; order kept, no repeats."""
+    names = [n for v in values for n in _csv_list(v)]
+    return list(dict.fromkeys(names))
+
+
+def _rpc_error(err) -> int:
+    print(f"ptpm-tf: error: server answered {err.code().name}: {err.details()}", file=sys.stderr)
+    return 1
+
+
+def cmd_export(args) -> int:
+    from ptpm_tf.export import REGRESS_SIGNATURE, SERVING_SIGNATURE, export_run
+    path = export_run(Path(args.run), args.export_dir, args.name, version=args.version)
+    print(f"exported {args.run} to {path}")
+    print(f"  signatures: {SERVING_SIGNATURE} (raw features -> predictions), "
+          f"{REGRESS_SIGNATURE} (tf.Example -> watch_time)")
+    return 0
+
+
+def _tree_info(args, name: str):
+    """Tree constants of the served model (``model_info.json`` of the newest export)."""
+    from ptpm_tf.export import INFO_FILE, latest_version_dir
+    if args.model_info:
+        return json.loads(Path(args.model_info).read_text()).get("tree")
+    if args.export_dir:
+        latest = latest_version_dir(Path(args.export_dir) / name)
+        if latest is not None and (latest / "assets.extra" / INFO_FILE).exists():
+            return json.loads((latest / "assets.extra" / INFO_FILE).read_text()).get("tree")
+    return None
+
+
+def cmd_predict(args) -> int:
+    import grpc
+    import numpy as np
+    import pandas as pd
+    from ptpm_tf.export import describe_tree
+    from ptpm_tf.serving.client import ServingClient, read_table
+    frame = read_table(args.input)
+    if args.rows:
+        frame = frame.head(args.rows)
+    names = _model_names(args.name)
+    if len(names) != 1:
+        raise ValueError("predict takes one --name")
+    name = names[0]
+    try:
+        with ServingClient(args.server, timeout=args.timeout) as client:
+            out = client.predict_frame(name, frame, signature=args.signature)
+    except grpc.RpcError as err:
+        return _rpc_error(err)
+    order = sorted(out, key=lambda k: (k != "watch_time", k))
+    per_row = {k: out[k] for k in order if out[k].ndim == 1}
+    table = pd.DataFrame(per_row)
+    print(f"{name} at {args.server}: {len(frame)} candidates")
+    with pd.option_context("display.max_rows", 50, "display.width", 160):
+        print(table.to_string(max_rows=50, float_format=lambda x: f"{x:.3f}"))
+    if args.tree:
+        if "leaf_prob" not in out:
+            print("(no tree outputs: this model's head is not a tree)")
+        else:
+            n_nodes = out["leaf_prob"].shape[1]
+            depth = int(np.log2(n_nodes + 1)) - 1
+            tree = _tree_info(args, name) or {}
+            for i in range(min(args.tree, len(frame))):
+                one = {k: v[i] for k, v in out.items()}
+                print(f"\ncandidate {i}:")
+                print(describe_tree(one, depth, leaf_bounds=tree.get("leaf_bounds"),
+                                    node_value=tree.get("node_value")))
+    if args.output:
+        Path(args.output).write_text(json.dumps({k: v.tolist() for k, v in out.items()}))
+        print(f"outputs written to {args.output}")
+    return 0
+
+
+def cmd_loadtest(args) -> int:
+    import grpc
+    from ptpm_tf.serving.client import read_table
+    from ptpm_tf.serving.loadtest import format_report, run_loadtest, write_report
+    names = _model_names(args.name)
+    batch_sizes = _csv_list(args.batch_sizes, int)
+    concurrency = _csv_list(args.concurrency, int)
+    frame = read_table(args.input) if args.input else None
+    try:
+        results = run_loadtest(args.server, names, batch_sizes, concurrency,
+                               requests=args.requests, warmup=args.warmup, rounds=args.rounds,
+                               frame=frame, seed=args.seed, timeout=args.timeout,
+                               ready_timeout=args.ready_timeout)
+    except grpc.RpcError as err:
+        return _rpc_error(err)
+    except TimeoutError as err:
+        print(f"ptpm-tf: error: {err}", file=sys.stderr)
+        return 1
+    print()
+    print(format_report(results))
+    if args.report:
+        settings = {"server": args.server, "models": names, "batch_sizes": batch_sizes,
+                    "concurrency": concurrency, "requests": args.requests,
+                    "warmup": args.warmup, "rounds": args.rounds}
+        paths = write_report(results, Path(args.report), settings)
+        print("report written to " + ", ".join(str(p) for p in paths))
+    failed = sum(r.errors for r in results)
+    if failed:
+        print(f"ptpm-tf: error: {failed} requests failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_serving_parsers(sub) -> None:
+    p = sub.add_parser("export", help="export a run as a TF Serving SavedModel "
+                                      "(EXPORT_DIR/NAME/VERSION)")
+    p.add_argument("--run", required=True, help="run directory written by train")
+    p.add_argument("--export-dir", default="export", help="TF Serving model repository")
+    p.add_argument("--name", help="model name (default: the run's model, e.g. ptpm)")
+    p.add_argument("--version", type=int, help="version number (default: newest + 1)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("predict", help="send the rows of a file to a TF Serving model over gRPC")
+    p.add_argument("--server", required=True, help="HOST:PORT of the gRPC endpoint")
+    p.add_argument("--name", required=True, action="append", help="model name")
+    p.add_argument("--input", required=True, help="CSV/Parquet/JSON of raw feature columns")
+    p.add_argument("--signature", default="serving_default")
+    p.add_argument("--rows", type=int, help="send only the first N rows")
+    p.add_argument("--tree", type=int, nargs="?", const=1, default=0, metavar="K",
+                   help="print the personalised tree of the first K candidates (default 1)")
+    p.add_argument("--export-dir", help="local model repository, to print the tree's label "
+                                        "intervals in seconds (reads model_info.json)")
+    p.add_argument("--model-info", help="model_info.json of the export (instead of --export-dir)")
+    p.add_argument("--output", help="write all outputs to this JSON file")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("loadtest", help="latency percentiles and throughput of served models, "
+                                        "side by side")
+    p.add_argument("--server", required=True, help="HOST:PORT of the gRPC endpoint")
+    p.add_argument("--name", required=True, action="append",
+                   help="model name(s): --name ptpm,tpm or repeated; with two, the report "
+                        "gives each cell's latency ratio to the last")
+    p.add_argument("--batch-sizes", default="1,64,512", help="candidates per request")
+    p.add_argument("--concurrency", default="4", help="concurrent requests (comma list ok)")
+    p.add_argument("--requests", type=int, default=500, help="timed requests per cell")
+    p.add_argument("--warmup", type=int, default=20, help="untimed requests per cell")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="alternating rounds over the models per cell")
+    p.add_argument("--input", help="take candidates from this table (default: synthetic)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+    p.add_argument("--ready-timeout", type=float, default=120.0,
+                   help="seconds to wait for the models to become AVAILABLE")
+    p.add_argument("--report", help="write the results as JSON (and .md beside it)")
+    p.set_defaults(func=cmd_loadtest)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -253,6 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--out", default="runs/demo")
+    p.add_argument("--export-dir", default="export",
+                   help="export the models here for TF Serving ('' to skip)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("benchmark", help="several models x seeds on one dataset: paper-style "
@@ -289,13 +495,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(q)
     q.add_argument("--out", default="results/inspect", help="folder for summary.json and the PNG")
     q.set_defaults(func=cmd_data_inspect)
+
+    _add_serving_parsers(sub)
     return parser
 
 
-def _import_tensorflow_quietly() -> None:
+def _import_tensorflow_quietly(strategy: Optional[str] = None) -> None:
     """Import TensorFlow with the native stderr muted: its C++ start-up lines (oneDNN,
     CUDA probing) ignore ``TF_CPP_MIN_LOG_LEVEL`` and would bury the CLI's one-line
-    errors. Python-level import errors still raise after stderr is restored."""
+    errors. Python-level import errors still raise after stderr is restored.
+
+    ``strategy='multi_worker'`` creates the MultiWorkerMirroredStrategy here, before the
+    device set-up: TensorFlow accepts it only before its runtime has started."""
     import ptpm_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
     sys.stderr.flush()
     saved = os.dup(2)
@@ -304,6 +515,9 @@ def _import_tensorflow_quietly() -> None:
             os.dup2(null.fileno(), 2)
             try:
                 import tensorflow as tf
+                if strategy == "multi_worker":
+                    from ptpm_tf.distribute import make_strategy
+                    make_strategy(strategy)
                 tf.config.list_logical_devices()  # device set-up logs its probing too
             finally:
                 os.dup2(saved, 2)
@@ -313,7 +527,11 @@ def _import_tensorflow_quietly() -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    _import_tensorflow_quietly()
+    try:
+        _import_tensorflow_quietly(getattr(args, "strategy", None))
+    except ValueError as err:  # e.g. --strategy multi_worker without TF_CONFIG
+        print(f"ptpm-tf: error: {err}", file=sys.stderr)
+        return 2
     from ptpm_tf.data.dataset import DataError
 
     try:

@@ -6,10 +6,19 @@
   ``R_T - R_{T_g}`` with ``R = XAUC - MSE`` (Eq. 11), per batch as in the paper or
   decomposed per sample.
 - :func:`reinforce_loss`: the REINFORCE surrogate whose gradient is Eq. 12.
+
+Split over several replicas (:mod:`ptpm_tf.distribute`), the batch statistics here are those
+of the **global** batch, exactly as one device would compute them on it: the UCL
+self-normalisation means, the concordance of the rewards (each local sample against every
+sample of the global batch) and the batch reward's XAUC and MSE. Per-sample values
+(:func:`path_cross_entropy`, :func:`sample_advantage`) are returned for the local rows and
+the means of :func:`reinforce_loss` are local; the model weights them into global means.
 """
 from __future__ import annotations
 
 import tensorflow as tf
+
+from ptpm_tf import distribute
 
 
 def ucl_weights(log_reach: tf.Tensor, on_path: tf.Tensor, max_weight: float,
@@ -20,13 +29,15 @@ def ucl_weights(log_reach: tf.Tensor, on_path: tf.Tensor, max_weight: float,
     Raw inverse propensities explode for unlikely nodes, so they are clipped at
     ``max_weight`` (``<= 0`` disables clipping) and, with ``self_normalize``, divided per
     node by their mean over the batch's samples on that node (the self-normalised IPS
-    estimator), which keeps each classifier's loss on its unweighted scale.
+    estimator), which keeps each classifier's loss on its unweighted scale. The mean is
+    over the global batch when it is split over replicas.
     """
     w = tf.exp(-tf.stop_gradient(log_reach)) * on_path
     if max_weight > 0:
         w = tf.minimum(w, max_weight)
     if self_normalize:
-        mean_w = tf.math.divide_no_nan(tf.reduce_sum(w, 0), tf.reduce_sum(on_path, 0))
+        total, count = distribute.global_sum((tf.reduce_sum(w, 0), tf.reduce_sum(on_path, 0)))
+        mean_w = tf.math.divide_no_nan(total, count)
         w = tf.math.divide_no_nan(w, mean_w[None, :])
     return tf.stop_gradient(w)
 
@@ -42,9 +53,11 @@ def path_cross_entropy(logits: tf.Tensor, on_path: tf.Tensor, went_right: tf.Ten
 
 
 def _concordance(y: tf.Tensor, pred_row: tf.Tensor, pred_col: tf.Tensor) -> tuple:
-    """([B, B] concordance of row i's prediction against column j's, ties 1/2;
-    [B, B] mask of pairs with different labels)."""
-    dy = y[:, None] - y[None, :]
+    """([B, B'] concordance of row i's prediction against column j's, ties 1/2;
+    [B, B'] mask of pairs with different labels). Rows are the local samples, columns the
+    global batch (``B' = B`` on one replica)."""
+    y_col, pred_col = distribute.global_batch((y, pred_col))
+    dy = y[:, None] - y_col[None, :]
     dp = pred_row[:, None] - pred_col[None, :]
     valid = tf.cast(tf.not_equal(dy, 0.0), tf.float32)
     conc = 0.5 * (1.0 + tf.sign(dy) * tf.sign(dp))
@@ -54,7 +67,8 @@ def _concordance(y: tf.Tensor, pred_row: tf.Tensor, pred_col: tf.Tensor) -> tupl
 def batch_xauc(y: tf.Tensor, pred: tf.Tensor) -> tf.Tensor:
     """Exact XAUC of one batch (pairs with different labels, prediction ties 1/2)."""
     conc, valid = _concordance(y, pred, pred)
-    return tf.math.divide_no_nan(tf.reduce_sum(conc), tf.reduce_sum(valid))
+    n_conc, n_valid = distribute.global_sum((tf.reduce_sum(conc), tf.reduce_sum(valid)))
+    return tf.math.divide_no_nan(n_conc, n_valid)
 
 
 def _error(pred: tf.Tensor, y: tf.Tensor, scale: tf.Tensor, error: str) -> tf.Tensor:
@@ -73,7 +87,7 @@ def batch_advantage(y: tf.Tensor, pred_tree: tf.Tensor, pred_global: tf.Tensor,
     batch, ``R = XAUC - MSE`` with MSE on the normalised label scale (``error='absolute'``:
     ``R = XAUC - MAE``)."""
     def reward(pred):
-        return batch_xauc(y, pred) - tf.reduce_mean(_error(pred, y, scale, error))
+        return batch_xauc(y, pred) - distribute.global_mean(_error(pred, y, scale, error))
     return reward(pred_tree) - reward(pred_global)
 
 

@@ -3,12 +3,22 @@ run directory that :mod:`ptpm_tf.evaluate` (and export) can rebuild the model fr
 
 A run directory holds ``config.json`` (everything needed to rebuild the model and reload
 its data and split), ``weights.*`` (a TF checkpoint, tree constants included),
-``split.npz`` (+ ``.json``), ``history.json`` and ``metrics.json`` (test split).
+``split.npz`` (+ ``.json``), ``history.json`` and ``metrics.json`` (test split). It is
+written in a temporary directory and renamed into place, so it is never half-written;
+while training runs it holds only ``backup/``, from which a killed run resumes
+(:mod:`ptpm_tf.resume`).
+
+``TrainConfig.strategy`` picks the ``tf.distribute`` strategy (``default``, ``mirrored``,
+``multi_worker``; :mod:`ptpm_tf.distribute`): the model, its head constants and the
+optimizer are built under the strategy's scope, ``batch_size`` is the global batch, and
+with several workers the input is sharded by data and only the chief writes the run
+directory.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -17,6 +27,7 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from ptpm_tf import distribute
 from ptpm_tf.data.dataset import Dataset
 from ptpm_tf.data.pipeline import make_tf_dataset
 from ptpm_tf.data.registry import load_dataset
@@ -24,6 +35,7 @@ from ptpm_tf.data.splits import Split, split_dataset
 from ptpm_tf.features import FeatureEncoder
 from ptpm_tf.heads import MODELS, build_head
 from ptpm_tf.model import WatchTimeModel
+from ptpm_tf.resume import ResumableEarlyStopping, RunBackup
 from ptpm_tf.tower import Tower
 
 
@@ -47,6 +59,10 @@ class TrainConfig:
     split: Sequence[float] = (0.8, 0.1, 0.1)
     head: Dict[str, Any] = dataclasses.field(default_factory=dict)
     tower: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: ``default`` | ``mirrored`` | ``multi_worker`` (cluster from ``TF_CONFIG``)
+    strategy: str = "default"
+    #: back up every this many steps (None: at the end of every epoch); needs a run directory
+    backup_every: Optional[int] = None
 
     def head_kwargs(self) -> Dict[str, Any]:
         kw = {"seed": self.seed, **self.head}
@@ -66,6 +82,27 @@ class Run:
     history: Dict[str, list]
     metrics: Dict[str, Any]
     seconds: float
+
+
+#: what a run directory holds; train refuses to replace a directory holding anything else
+RUN_ENTRIES = ("config.json", "history.json", "metrics.json", "split.npz", "split.npz.json",
+               "checkpoint", "backup")
+
+
+def check_run_dir(out_dir: Path) -> None:
+    """Refuse ``out_dir`` if it holds files that are not a run's: the finished run replaces
+    the whole directory, and must not take a user's other files with it."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        if out_dir.exists():
+            raise ValueError(f"{out_dir} exists and is not a directory")
+        return
+    foreign = sorted(p.name for p in out_dir.iterdir()
+                     if p.name not in RUN_ENTRIES and not p.name.startswith(("weights.", ".")))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise ValueError(f"{out_dir} holds files that are not part of a run ({shown}); a run "
+                         f"replaces its directory, so choose an empty or a run directory")
 
 
 def build_model(config: TrainConfig, encoder: FeatureEncoder) -> WatchTimeModel:
@@ -91,9 +128,21 @@ def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
     split (as the demo and the benchmark do). Early stopping watches ``config.monitor`` on
     the validation split and restores the best weights; the test split is touched only by
     the final evaluation.
+
+    With ``out_dir``, training backs itself up in ``out_dir/backup`` at the end of every
+    epoch (or every ``config.backup_every`` steps) and a rerun of the same call resumes from there
+    (:mod:`ptpm_tf.resume`); the run directory is written atomically at the end.
+
+    Under ``config.strategy = 'multi_worker'`` every worker runs this same call (same data,
+    seed and ``out_dir``); all of them train and evaluate, only the chief writes.
     """
     from ptpm_tf.evaluate import evaluate_frame
 
+    # first: MultiWorkerMirroredStrategy must exist before TensorFlow runs anything else
+    strategy = distribute.make_strategy(config.strategy)
+    writer = distribute.is_chief(strategy)
+    if out_dir is not None:
+        check_run_dir(Path(out_dir))
     tf.keras.utils.set_random_seed(config.seed)
     if dataset is not None:
         if dataset.name != config.dataset:
@@ -106,35 +155,81 @@ def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
                                rows=config.rows, seed=config.seed, strict=config.strict)
     if split is None:
         split = split_dataset(dataset, config.split, seed=config.seed)
+    backup = RunBackup(Path(out_dir), writer) if out_dir is not None else None
+    if backup is not None:
+        backup.check_config(config)
     encoder = FeatureEncoder.from_frame(split.train, dataset.categorical, dataset.numeric)
-    model = build_model(config, encoder)
-    train_targets = model.head.adapt(split.train)
+    with strategy.scope():
+        model = build_model(config, encoder)
+        train_targets = model.head.adapt(split.train)
+        if backup is not None:  # BackupAndRestore restores into built variables only
+            model(encoder.raw_arrays(split.train.iloc[:2]))
+        model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     val_targets = model.head.targets(split.validation, seed=config.seed + 1)
     train_ds = make_tf_dataset(encoder.raw_arrays(split.train), train_targets,
                                batch_size=config.batch_size, shuffle=True, seed=config.seed)
     val_ds = make_tf_dataset(encoder.raw_arrays(split.validation), val_targets,
                              batch_size=max(config.batch_size, 4096))
-    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
-    stop = tf.keras.callbacks.EarlyStopping(monitor=config.monitor, patience=config.patience,
-                                            mode="max" if "xauc" in config.monitor else "min",
-                                            restore_best_weights=True)
+    stop = ResumableEarlyStopping(
+        progress_dir=backup.progress_dir if backup is not None else None, writer=writer,
+        max_epochs=config.epochs, monitor=config.monitor, patience=config.patience,
+        mode="max" if "xauc" in config.monitor else "min", restore_best_weights=True)
+    fit_callbacks = [stop]
+    if backup is not None:
+        fit_callbacks.append(tf.keras.callbacks.BackupAndRestore(
+            str(backup.keras_dir), save_freq=config.backup_every or "epoch", delete_checkpoint=False))
+    done = backup.latest_progress() if backup is not None else None
     start = time.perf_counter()
-    hist = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                     callbacks=[stop, *callbacks], verbose=_verbosity(verbose))
+    if done is not None and done["finished"]:
+        # killed after the last epoch: the trained model is early stopping's best weights
+        model.set_weights(done["best_weights_arrays"])
+        model.optimizer.iterations.assign(done["iterations"])
+        epoch_logs, epochs_here = done["epoch_logs"], 0
+    else:
+        model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
+                  callbacks=[*fit_callbacks, *callbacks], verbose=_verbosity(verbose))
+        epoch_logs, epochs_here = stop.epoch_logs, len(stop.epoch_logs) - stop.restored_epochs
     seconds = time.perf_counter() - start
-    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    history = {k: [float(e[k]) for e in epoch_logs if k in e]
+               for k in dict.fromkeys(k for e in epoch_logs for k in e)}
     metrics = evaluate_frame(model, split.test, dataset, model_name=config.model)
     metrics.update(train_seconds=round(seconds, 2), epochs_run=len(history.get("loss", [])),
                    train_rows=len(split.train),
-                   samples_per_second=round(len(split.train) * len(history.get("loss", [])) / seconds, 1))
+                   samples_per_second=round(len(split.train) * epochs_here / seconds, 1),
+                   optimizer_steps=int(model.optimizer.iterations.numpy()))
+    if strategy.num_replicas_in_sync > 1:
+        metrics.update(strategy=config.strategy, replicas=strategy.num_replicas_in_sync)
     run = Run(config, model, dataset, split, history, metrics, seconds)
     if out_dir is not None:
-        save_run(run, Path(out_dir))
+        save_run(run, Path(out_dir), strategy)
     return run
 
 
-def save_run(run: Run, out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
+def save_run(run: Run, out_dir: Path,
+             strategy: Optional[tf.distribute.Strategy] = None) -> None:
+    """Write the run directory atomically: into a temporary directory beside ``out_dir``,
+    renamed onto it when complete (replacing a previous run and its ``backup/``).
+
+    ``strategy`` defaults to the one the model was built under. Under a multi-worker
+    strategy every worker must call this (saving synchronised
+    variables is a collective); the non-chief workers write to a temporary directory
+    that is then deleted.
+    """
+    out_dir = Path(out_dir)
+    strategy = strategy or run.model.distribute_strategy
+    chief = distribute.is_chief(strategy)
+    if chief:
+        check_run_dir(out_dir)
+    stage = distribute.staging_dir(out_dir) if chief else distribute.worker_dir(out_dir, strategy)
+    try:
+        _write_run(run, stage)
+        if chief:
+            distribute.install_dir(stage, out_dir)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _write_run(run: Run, out_dir: Path) -> None:
     (out_dir / "config.json").write_text(json.dumps(
         {"train": dataclasses.asdict(run.config), "model": run.model.get_config(),
          "dataset": {"name": run.dataset.name, "rows": len(run.dataset),

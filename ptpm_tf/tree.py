@@ -188,6 +188,16 @@ class TreeOps:
         self.right = tf.constant(right, tf.float32)  # [I, N]
         self.left = tf.constant(left, tf.float32)  # [I, N]
         self.ancestor = tf.constant(g.strict_ancestor, tf.float32)  # [N, N]
+        # Leaves of a pruned tree as one dense layer. For actions a [B, I-1] (prunable
+        # nodes 1..I-1) and leaf_code = E - A[1:I] (E[k, k+1] = 1: node k+1 itself),
+        # (a @ leaf_code)[n] = [n is pruned] - (number of pruned strict ancestors of n).
+        # Adding 1 for global leaves gives exactly 1 for the leaves of T (pruned with no
+        # pruned ancestor, or a global leaf with none) and an integer <= 0 elsewhere, so
+        # relu() is the 0/1 mask. MatMul + BiasAdd + Relu is one fused kernel after
+        # grappler; small integers, so exact in any float precision.
+        leaf_code = -g.strict_ancestor[1: g.n_internal].copy()
+        leaf_code[np.arange(g.n_internal - 1), np.arange(1, g.n_internal)] += 1.0
+        self.leaf_code = tf.constant(leaf_code, tf.float32)  # [I-1, N]
         on_path, went_right = g.leaf_paths
         self.on_path = tf.constant(on_path)  # [L, I]
         self.went_right = tf.constant(went_right)  # [L, I]
@@ -213,9 +223,11 @@ class TreeOps:
     def pruned_leaves(self, actions: tf.Tensor) -> tf.Tensor:
         """[B, I-1] 0/1 actions -> [B, N] indicator of the leaves of the pruned tree ``T``:
         nodes with no pruned strict ancestor that are pruned themselves or global leaves."""
-        pruned = self.expand_prune(tf.cast(actions, tf.float32))
-        blocked = tf.minimum(tf.matmul(pruned, self.ancestor), 1.0)
-        return (1.0 - blocked) * tf.minimum(pruned + self.is_global_leaf, 1.0)
+        if self.geometry.n_internal == 1:  # depth 1: nothing to prune (and an empty
+            # matmul would reach oneDNN's fused kernel, which rejects K = 0)
+            return self.global_leaf_mask(tf.shape(actions)[0])
+        code = tf.matmul(tf.cast(actions, tf.float32), self.leaf_code)
+        return tf.nn.relu(tf.nn.bias_add(code, self.is_global_leaf))
 
     def live_internal(self, actions: tf.Tensor) -> tf.Tensor:
         """[B, I-1] 0/1: pruning decisions that shape ``T`` (no pruned strict ancestor).

@@ -34,6 +34,16 @@ class Head(tf.keras.layers.Layer):
 
     def compute_loss(self, outputs: Dict[str, tf.Tensor], targets: Dict[str, tf.Tensor],
                      step: tf.Tensor, training: bool = False) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+        """(total loss, named parts) of one batch.
+
+        The total and the parts are means over the rows this call sees (or values that
+        are the same on every replica, such as a batch reward). When a global batch is
+        split over several replicas the model turns them into global-batch means
+        (:mod:`ptpm_tf.distribute`); any *other* batch statistic a loss needs (a
+        normaliser, a standard deviation, pairs of samples) must be taken over the global
+        batch with ``distribute.global_sum`` / ``global_mean`` / ``global_std`` /
+        ``global_batch``, and be stop-gradient.
+        """
         raise NotImplementedError
 
     def decode(self, outputs: Dict[str, tf.Tensor],

@@ -27,6 +27,7 @@ from ptpm_tf import decoding, losses
 from ptpm_tf.data.dataset import DURATION, LABEL
 from ptpm_tf.heads.base import Head
 from ptpm_tf.tree import TreeGeometry, TreeOps, assign_leaves, fit_global_tree
+from ptpm_tf import distribute
 
 
 class TreeHead(Head):
@@ -259,6 +260,10 @@ class TreeHead(Head):
 
     # -- loss ------------------------------------------------------------------------
     def compute_loss(self, outputs, targets, step, training=False):
+        """Eq. 18 on one batch. Over several replicas (:mod:`ptpm_tf.distribute`) the parts
+        are local means that the model weights into global-batch means, while the UCL
+        normaliser, the rewards and the advantage std are global-batch statistics and the
+        pruning actions are drawn per replica."""
         y = tf.cast(targets[LABEL], tf.float32)
         leaf = tf.cast(targets["leaf"], tf.int32)
         logits = outputs["cls_logits"]
@@ -294,7 +299,7 @@ class TreeHead(Head):
         The reward scores the ``reward_decode`` decoder of both trees."""
         pi = tf.sigmoid(prune_logits)
         if training:
-            actions = tf.cast(tf.random.uniform(tf.shape(pi)) < tf.stop_gradient(pi), tf.float32)
+            actions = tf.cast(distribute.uniform(tf.shape(pi)) < tf.stop_gradient(pi), tf.float32)
         else:
             actions = tf.cast(prune_logits > 0.0, tf.float32)
         mask = self.ops.pruned_leaves(actions)
@@ -316,7 +321,7 @@ class TreeHead(Head):
                                           self.reward_error)
             gain = tf.reduce_mean(adv)
             if self.advantage_norm:
-                adv = adv / (tf.math.reduce_std(adv) + 1e-8)
+                adv = adv / (distribute.global_std(adv) + 1e-8)
         live = self.ops.live_internal(actions)
         loss = losses.reinforce_loss(prune_logits, actions, live, adv)
         return loss, gain, tf.reduce_mean(pi)

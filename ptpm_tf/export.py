@@ -1,0 +1,549 @@
+"""SavedModel export in the layout TF Serving loads (DESIGN.md section 6).
+
+``export_model(model, "export", "ptpm")`` writes ``export/ptpm/<version>/`` with
+
+- ``saved_model.pb`` + ``variables/``, signatures:
+
+  * ``serving_default`` (method ``tensorflow/serving/predict``): one 1-D tensor per raw
+    feature in (the names and dtypes of :meth:`FeatureEncoder.input_signature`: int64 or
+    string ids, float32 numbers, NaN = missing), the head's decoded outputs out:
+    ``watch_time`` plus those of ``Head.output_names`` its decoding returns (for the tree
+    head ``watch_time_global``, ``variance``, ``prune_mask``, ``leaf_prob``,
+    ``tree_depth``). Nothing else is returned, so the serving path is the tower plus the
+    head's decoding;
+  * ``regress`` (method ``tensorflow/serving/regress``): input ``inputs``, a string
+    tensor of serialized ``tf.Example`` protos (one feature per raw input; a missing
+    numeric feature is NaN = missing, a missing categorical one is an error), output
+    ``outputs`` = ``watch_time``. This is what TF Serving's Regress API calls.
+
+- ``assets.extra/tf_serving_warmup_requests``: a TFRecord file of ``PredictionLog`` protos
+  (Predict requests of 1, 64 and 512 candidates and one Regress request) that TF Serving
+  replays before it marks the version AVAILABLE;
+- ``assets.extra/model_info.json``: what the export holds (model name, head, outputs and,
+  for tree heads, the tree constants that :func:`describe_tree` uses to print label
+  intervals in seconds). TF Serving ignores it.
+
+**Versions** are integers; a new export takes ``max(existing) + 1``, so TF Serving's
+default "latest" policy serves the newest. **Atomicity**: everything is written to a hidden
+temporary directory inside ``export/<name>/`` (same file system), synced, then renamed to
+its number in one ``rename(2)``. A server polling the folder (it only considers all-digit
+names) therefore sees a version whole or not at all; an export killed half-way leaves
+only a ``.tmp-export-*`` directory, which servers ignore and the next export removes.
+
+Only stock TensorFlow ops end up in the graph (lookups are static hash tables, the tree
+math is matmuls): :func:`graph_ops` lists them, and the tests check them.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import secrets
+import shutil
+import socket
+import time
+from pathlib import Path
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Union
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+SERVING_SIGNATURE = "serving_default"
+REGRESS_SIGNATURE = "regress"
+REGRESS_INPUT = "inputs"
+REGRESS_OUTPUT = "outputs"
+PREDICT_METHOD = "tensorflow/serving/predict"
+REGRESS_METHOD = "tensorflow/serving/regress"
+WARMUP_FILE = "tf_serving_warmup_requests"
+INFO_FILE = "model_info.json"
+TMP_PREFIX = ".tmp-export-"
+WARMUP_BATCH_SIZES = (1, 64, 512)
+#: ops that would tie the graph to a Python process or to a library TF Serving lacks
+FORBIDDEN_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
+
+PathLike = Union[str, os.PathLike]
+
+
+# -- the serving module ------------------------------------------------------------------
+
+class ServingModule(tf.Module):
+    """The functions a SavedModel of ``model`` serves: raw features -> the head's outputs
+    (``serve``) and serialized ``tf.Example`` -> ``watch_time`` (``regress``).
+
+    ``lean=True`` (the default) keeps the Keras model out of the SavedModel's object
+    graph: after tracing, only the variables and lookup tables the two functions capture
+    are tracked (:meth:`track_captured`). The export then holds no Keras layer functions,
+    no optimizer slots and no metric variables: a smaller ``saved_model.pb`` and a faster
+    save and load. ``lean=False`` tracks the whole Keras model instead.
+    """
+
+    def __init__(self, model: tf.keras.Model, lean: bool = True):
+        super().__init__(name="ptpm_serving")
+        if lean:
+            object.__setattr__(self, "model", model)  # bypass automatic tracking
+        else:
+            self.model = model
+        self.lean = lean
+        self.output_names = ("watch_time", *model.head.output_names)
+        self.input_specs = model.encoder.input_signature()
+        self.serve = tf.function(self._serve, input_signature=[self.input_specs])
+        self.regress = tf.function(self._regress, input_signature=[
+            tf.TensorSpec([None], tf.string, name=REGRESS_INPUT)])
+
+    def _outputs(self, features):
+        """The head's serving outputs that its decoding returns for these features (a
+        head may skip one, e.g. an output that needs a feature the dataset lacks)."""
+        decoded = self.model(features, training=False)
+        if "watch_time" not in decoded:
+            raise ValueError(f"{type(self.model.head).__name__}.decode returns no watch_time")
+        return {k: decoded[k] for k in self.output_names if k in decoded}
+
+    def _serve(self, features):
+        return self._outputs(features)
+
+    def example_spec(self) -> Dict[str, tf.io.FixedLenFeature]:
+        """``tf.io.parse_example`` spec of the regress signature: categorical features are
+        required, missing numeric ones parse as NaN (the encoder's "missing")."""
+        spec = {}
+        for name, ts in self.input_specs.items():
+            if ts.dtype == tf.float32:
+                spec[name] = tf.io.FixedLenFeature([], tf.float32, default_value=float("nan"))
+            else:
+                spec[name] = tf.io.FixedLenFeature([], ts.dtype)
+        return spec
+
+    def _regress(self, inputs):
+        features = tf.io.parse_example(inputs, self.example_spec())
+        return {REGRESS_OUTPUT: self.model(features, training=False)["watch_time"]}
+
+    def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
+        sigs = {SERVING_SIGNATURE: self.serve.get_concrete_function(),
+                REGRESS_SIGNATURE: self.regress.get_concrete_function()}
+        if self.lean:
+            self.track_captured(sigs.values())
+        return sigs
+
+    def track_captured(self, functions) -> None:
+        """Track exactly the model's variables and resources (lookup tables) that the
+        traced functions capture, so that the SavedModel saves and restores them."""
+        captured = {id(t) for f in functions for t in f.captured_inputs}
+        keep = []
+        for obj in tf.train.TrackableView(self.model).descendants():
+            if isinstance(obj, tf.Variable):
+                handle = obj.handle
+            elif isinstance(obj, tf.saved_model.experimental.TrackableResource):
+                handle = obj.resource_handle
+            else:
+                continue
+            if id(handle) in captured:
+                keep.append(obj)
+        self.captured_state = keep
+
+
+# -- sample inputs (warm-up, load tests) ---------------------------------------------------
+
+def sample_features(encoder, n: int, frame: Optional[pd.DataFrame] = None,
+                    seed: int = 0) -> Dict[str, np.ndarray]:
+    """``n`` rows of raw inputs for ``encoder``: rows of ``frame`` (cycled) when given,
+    else values drawn from the vocabularies (ids) and around the training scale (numbers)."""
+    if frame is not None and len(frame):
+        idx = np.arange(n) % len(frame)
+        return encoder.raw_arrays(frame.iloc[idx])
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, spec in encoder.categorical.items():
+        vocab = spec["vocab"] or ([""] if spec["dtype"] == "string" else [0])
+        picks = [vocab[i] for i in rng.integers(0, len(vocab), n)]
+        out[name] = (np.array(picks, dtype=object) if spec["dtype"] == "string"
+                     else np.array(picks, np.int64))
+    for name, spec in encoder.numeric.items():
+        z = rng.normal(spec["mean"], spec["std"], n)  # on the signed-log scale
+        out[name] = (np.sign(z) * np.expm1(np.abs(z))).astype(np.float32)
+    return out
+
+
+def to_examples(features: Mapping[str, np.ndarray]) -> List[tf.train.Example]:
+    """One ``tf.Example`` per row of a dict of equal-length 1-D arrays."""
+    n = len(next(iter(features.values())))
+    examples = []
+    for i in range(n):
+        feats = {}
+        for name, col in features.items():
+            v = col[i]
+            if isinstance(v, (bytes, str)) or col.dtype == object:
+                b = v if isinstance(v, bytes) else str(v).encode()
+                feats[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[b]))
+            elif np.issubdtype(col.dtype, np.integer):
+                feats[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
+            else:
+                feats[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(v)]))
+        examples.append(tf.train.Example(features=tf.train.Features(feature=feats)))
+    return examples
+
+
+def write_warmup(path: Path, name: str, features_by_batch: Sequence[Mapping[str, np.ndarray]],
+                 regress_features: Optional[Mapping[str, np.ndarray]] = None) -> int:
+    """Write TF Serving's warm-up file (TFRecord of ``PredictionLog``); returns the number
+    of records."""
+    from tensorflow_serving.apis import (input_pb2, model_pb2, predict_pb2,
+                                         prediction_log_pb2, regression_pb2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for feats in features_by_batch:
+            req = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(
+                name=name, signature_name=SERVING_SIGNATURE))
+            for key, arr in feats.items():
+                req.inputs[key].CopyFrom(tf.make_tensor_proto(arr))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=req))
+            writer.write(log.SerializeToString())
+            count += 1
+        if regress_features is not None:
+            req = regression_pb2.RegressionRequest(
+                model_spec=model_pb2.ModelSpec(name=name, signature_name=REGRESS_SIGNATURE),
+                input=input_pb2.Input(example_list=input_pb2.ExampleList(
+                    examples=to_examples(regress_features))))
+            log = prediction_log_pb2.PredictionLog(
+                regress_log=prediction_log_pb2.RegressLog(request=req))
+            writer.write(log.SerializeToString())
+            count += 1
+    return count
+
+
+def model_info(model: tf.keras.Model, name: str, outputs: Sequence[str]) -> dict:
+    """Description of an export (``assets.extra/model_info.json``)."""
+    head = model.head
+    info = {"name": name, "head": type(head).__name__, "outputs": list(outputs),
+            "inputs": {k: v.dtype.name for k, v in model.encoder.input_signature().items()},
+            "signatures": {SERVING_SIGNATURE: PREDICT_METHOD, REGRESS_SIGNATURE: REGRESS_METHOD}}
+    tree = tree_constants(model)
+    if tree is not None:
+        info["tree"] = tree
+    return info
+
+
+def tree_constants(model: tf.keras.Model) -> Optional[dict]:
+    """Depth, leaf label bounds and node values of a tree head (``None`` for other heads)."""
+    head = model.head
+    if not all(hasattr(head, a) for a in ("geometry", "leaf_bounds", "node_value")):
+        return None
+    return {"depth": int(head.geometry.depth),
+            "leaf_bounds": [float(x) for x in head.leaf_bounds.numpy()],
+            "node_value": [float(x) for x in head.node_value.numpy()],
+            "tsl": bool(getattr(head, "tsl", False))}
+
+
+# -- writing and publishing ----------------------------------------------------------------
+
+def _set_method_names(export_dir: Path, methods: Mapping[str, str]) -> None:
+    """TF2's ``tf.saved_model.save`` marks every signature as Predict; TF Serving's
+    Regress API only accepts signatures whose method is ``tensorflow/serving/regress``.
+    Rewrite those method names in ``saved_model.pb`` (and its fingerprint)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    pb_path = export_dir / "saved_model.pb"
+    sm = saved_model_pb2.SavedModel()
+    sm.ParseFromString(pb_path.read_bytes())
+    for meta_graph in sm.meta_graphs:
+        for key, method in methods.items():
+            if key in meta_graph.signature_def:
+                meta_graph.signature_def[key].method_name = method
+    pb_path.write_bytes(sm.SerializeToString())
+    fingerprint = export_dir / "fingerprint.pb"
+    if fingerprint.exists():
+        try:
+            from tensorflow.python.saved_model import fingerprinting_utils
+            fingerprinting_utils.write_fingerprint(str(export_dir))
+        except Exception:  # the fingerprint is optional; a stale one is worse than none
+            fingerprint.unlink()
+
+
+def write_saved_model(model: tf.keras.Model, path: PathLike, name: str = "ptpm", *,
+                      example_frame: Optional[pd.DataFrame] = None,
+                      warmup_batch_sizes: Sequence[int] = WARMUP_BATCH_SIZES) -> Path:
+    """Write a complete SavedModel (signatures, warm-up file, model info) to ``path``.
+    Not atomic by itself: :func:`export_model` calls it on a temporary directory."""
+    path = Path(path)
+    module = ServingModule(model)
+    signatures = module.signatures()
+    outputs = list(signatures[SERVING_SIGNATURE].structured_outputs)
+    try:
+        tf.saved_model.save(module, str(path), signatures=signatures)
+    except (ValueError, AssertionError, TypeError) as err:
+        # a capture the lean module does not track (an unusual head): save it all
+        logging.getLogger(__name__).warning("lean export failed (%s); saving the whole "
+                                            "Keras model", err)
+        shutil.rmtree(path, ignore_errors=True)
+        module = ServingModule(model, lean=False)
+        tf.saved_model.save(module, str(path), signatures=module.signatures())
+    _set_method_names(path, {REGRESS_SIGNATURE: REGRESS_METHOD})
+    extra = path / "assets.extra"
+    batches = [sample_features(model.encoder, n, example_frame, seed=n) for n in warmup_batch_sizes]
+    write_warmup(extra / WARMUP_FILE, name, batches,
+                 sample_features(model.encoder, 8, example_frame, seed=8))
+    (extra / INFO_FILE).write_text(json.dumps(model_info(model, name, outputs), indent=2))
+    return path
+
+
+def list_versions(base: PathLike) -> List[int]:
+    """Version numbers under ``export/<name>/`` (all-digit directory names), ascending: what
+    TF Serving's file-system source considers."""
+    base = Path(base)
+    if not base.is_dir():
+        return []
+    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def latest_version_dir(base: PathLike) -> Optional[Path]:
+    versions = list_versions(base)
+    return Path(base) / str(versions[-1]) if versions else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _tmp_name() -> str:
+    host = "".join(c if c.isalnum() else "_" for c in socket.gethostname()) or "host"
+    return f"{TMP_PREFIX}{host}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def remove_stale_temporaries(base: Path, foreign_age: float = 86400.0) -> List[Path]:
+    """Remove the temporary directories of killed exports: those made on this host by a
+    process that is gone, and those from other hosts (or containers sharing the folder)
+    untouched for ``foreign_age`` seconds, whose process this host cannot check."""
+    removed = []
+    if not base.is_dir():
+        return removed
+    here = _tmp_name().rsplit("-", 2)[0]
+    for p in base.iterdir():
+        if not (p.is_dir() and p.name.startswith(TMP_PREFIX)):
+            continue
+        try:
+            host, pid, _ = p.name.rsplit("-", 2)
+            pid = int(pid)
+        except ValueError:
+            continue
+        if host == here:
+            stale = not _pid_alive(pid)
+        else:
+            try:
+                stale = time.time() - p.stat().st_mtime > foreign_age
+            except OSError:
+                continue
+        if stale:
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flush every file and directory under ``root`` so that the rename publishes data
+    that is on disk, not only in the page cache."""
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            fd = os.open(os.path.join(dirpath, f), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(dirpath))
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _publish(tmp: Path, base: Path, version: Optional[int]) -> Path:
+    """Rename the finished ``tmp`` to its version number (the next free one unless
+    ``version`` is given). ``rename(2)`` is atomic; two concurrent exports that pick the
+    same number collide on a non-empty target and the loser takes the next number."""
+    _fsync_tree(tmp)
+    for _ in range(1000):
+        number = version if version is not None else max(list_versions(base), default=0) + 1
+        final = base / str(number)
+        if final.exists():
+            if version is not None:
+                raise FileExistsError(f"{final} already exists; versions are never overwritten")
+            continue
+        try:
+            os.rename(tmp, final)
+        except OSError as err:
+            if err.errno in (errno.EEXIST, errno.ENOTEMPTY) and version is None:
+                continue
+            raise
+        _fsync_dir(base)
+        return final
+    raise RuntimeError(f"could not find a free version number under {base}")
+
+
+def export_model(model: tf.keras.Model, export_dir: PathLike = "export", name: str = "ptpm", *,
+                 version: Optional[int] = None, example_frame: Optional[pd.DataFrame] = None,
+                 warmup_batch_sizes: Sequence[int] = WARMUP_BATCH_SIZES) -> Path:
+    """Export ``model`` as ``<export_dir>/<name>/<version>/`` atomically; returns that path.
+
+    ``example_frame``: rows whose features fill the warm-up requests (else values are
+    drawn from the encoder's vocabularies). ``version``: force a number (must be free).
+    """
+    if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
+        raise ValueError(f"model name must be letters, digits, '-', '_' or '.', got {name!r}")
+    base = Path(export_dir) / name
+    if version is not None and (base / str(version)).exists():
+        raise FileExistsError(f"{base / str(version)} already exists; versions are never "
+                              f"overwritten")
+    base.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(base)
+    tmp = base / _tmp_name()
+    try:
+        write_saved_model(model, tmp, name, example_frame=example_frame,
+                          warmup_batch_sizes=warmup_batch_sizes)
+        return _publish(tmp, base, version)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def export_run(run_dir: PathLike, export_dir: PathLike = "export",
+               name: Optional[str] = None, version: Optional[int] = None) -> Path:
+    """Rebuild a training run's model and export it (``ptpm-tf export``); the model name
+    defaults to the run's model (``ptpm``, ``tpm``, ...)."""
+    from ptpm_tf.training import load_run
+    config, model, _, split = load_run(Path(run_dir))
+    return export_model(model, export_dir, name or config.model, version=version,
+                        example_frame=split.test.head(512))
+
+
+# -- inspection ----------------------------------------------------------------------------
+
+def graph_ops(export_dir: PathLike) -> Set[str]:
+    """Every op type in the SavedModel's graphs and function library (function calls
+    excluded): what a server must have registered to load it."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    sm = saved_model_pb2.SavedModel()
+    sm.ParseFromString((Path(export_dir) / "saved_model.pb").read_bytes())
+    ops: Set[str] = set()
+    for mg in sm.meta_graphs:
+        functions = {f.signature.name for f in mg.graph_def.library.function}
+        nodes: Iterable = list(mg.graph_def.node)
+        for f in mg.graph_def.library.function:
+            nodes = [*nodes, *f.node_def]
+        ops |= {n.op for n in nodes if n.op not in functions}
+    return ops
+
+
+def non_stock_ops(export_dir: PathLike) -> Set[str]:
+    """Ops of the export that stock TF Serving does not have: Python callbacks and
+    anything not in TensorFlow's own op registry (``tf.raw_ops``)."""
+    stock = set(dir(tf.raw_ops))
+    return {op for op in graph_ops(export_dir) if op in FORBIDDEN_OPS or op not in stock}
+
+
+# -- reading a personalised tree -----------------------------------------------------------
+
+def _node_leaf_range(node: int, depth: int):
+    """(first, last) global leaf index under ``node`` (heap indexing)."""
+    level = int(np.floor(np.log2(node + 1)))
+    span = 2 ** (depth - level)
+    first = (node + 1 - 2 ** level) * span
+    return first, first + span - 1
+
+
+def describe_tree(prediction: Mapping[str, np.ndarray], depth: int, *,
+                  leaf_bounds: Optional[Sequence[float]] = None,
+                  node_value: Optional[Sequence[float]] = None,
+                  min_prob: float = 0.01, unit: str = "s") -> str:
+    """A readable rendering of one candidate's personalised tree.
+
+    ``prediction``: the serving outputs for ONE candidate (``prune_mask`` [I-1],
+    ``leaf_prob`` [N], ``watch_time``, ``watch_time_global``, ``variance``,
+    ``tree_depth``; scalars or length-1 arrays). ``depth``: the global tree's depth.
+    ``leaf_bounds`` / ``node_value`` (the head's constants, in ``model_info.json`` of an
+    export) turn the leaves' quantile intervals into label intervals and values; without
+    them intervals are shown in quantile space (leaf k covers u in [k/L, (k+1)/L)).
+    Leaves of the pruned tree below ``min_prob`` are summarised in one line.
+    """
+    n_int, n_leaves = 2 ** depth - 1, 2 ** depth
+    n_nodes = n_int + n_leaves
+
+    def scalar(key):
+        v = prediction.get(key)
+        return None if v is None else float(np.asarray(v).reshape(-1)[0])
+
+    prune = np.asarray(prediction.get("prune_mask", np.zeros(n_int - 1))).reshape(-1)
+    leaf_prob = np.asarray(prediction["leaf_prob"], np.float64).reshape(-1)
+    if len(prune) != n_int - 1 or len(leaf_prob) != n_nodes:
+        raise ValueError(f"depth {depth} needs prune_mask of {n_int - 1} and leaf_prob of "
+                         f"{n_nodes} values, got {len(prune)} and {len(leaf_prob)}")
+    pruned_flag = np.concatenate([[0], prune, np.zeros(n_leaves)]) > 0
+    # leaves of T: no pruned strict ancestor, and pruned or a global leaf
+    blocked = np.zeros(n_nodes, bool)
+    for n in range(1, n_nodes):
+        parent = (n - 1) // 2
+        blocked[n] = blocked[parent] or pruned_flag[parent]
+    is_leaf_t = ~blocked & (pruned_flag | (np.arange(n_nodes) >= n_int))
+    cut = [n for n in range(n_nodes) if pruned_flag[n] and not blocked[n]]
+    leaves = [n for n in range(n_nodes) if is_leaf_t[n]]  # heap order; sort left-to-right
+    leaves.sort(key=lambda n: _node_leaf_range(n, depth)[0])
+
+    def interval(n):
+        first, last = _node_leaf_range(n, depth)
+        if leaf_bounds is not None:
+            return f"[{leaf_bounds[first]:.2f}, {leaf_bounds[last + 1]:.2f}]"
+        return f"[{first / n_leaves:.3f}, {(last + 1) / n_leaves:.3f})"
+
+    tree_depth = scalar("tree_depth")
+    lines = [f"Personalised tree: {len(leaves)} leaves"
+             + (f", depth {tree_depth:.0f}" if tree_depth is not None else "")
+             + f" (global tree: depth {depth}, {n_leaves} leaves)"]
+    if cut:
+        lines.append("  pruned nodes (subtree cut, the node is a leaf of the tree): "
+                     + ", ".join(f"{n} (level {int(np.log2(n + 1))})" for n in cut))
+    else:
+        lines.append("  no node pruned: the personalised tree is the global tree")
+    label = f"label interval ({unit})" if leaf_bounds is not None else "quantile interval"
+    header = f"  {'node':>5} {'level':>5}  {label:<20}"
+    if node_value is not None:
+        header += f" {'value':>8}"
+    lines.append(header + f" {'P(leaf)':>8}")
+    top = max(float(leaf_prob[leaves].max()), 1e-12)
+    rest_n, rest_p = 0, 0.0
+    for n in leaves:
+        p = leaf_prob[n]
+        if p < min_prob:
+            rest_n, rest_p = rest_n + 1, rest_p + p
+            continue
+        row = f"  {n:>5} {int(np.log2(n + 1)):>5}  {interval(n):<20}"
+        if node_value is not None:
+            row += f" {node_value[n]:>8.2f}"
+        bar = "#" * int(round(20 * p / top))
+        lines.append(row + f" {p:>8.3f}  {bar}" + ("  (pruned node)" if pruned_flag[n] else ""))
+    if rest_n:
+        lines.append(f"  ... {rest_n} more leaves with P < {min_prob:g}, "
+                     f"together {rest_p:.3f}")
+    lines.append(f"  sum of leaf probabilities: {leaf_prob[leaves].sum():.4f}")
+    wt, wg, var = scalar("watch_time"), scalar("watch_time_global"), scalar("variance")
+    if wt is not None:
+        summary = f"  expected watch time E_T = {wt:.2f} {unit}"
+        if var is not None:
+            summary += f", std {np.sqrt(max(var, 0.0)):.2f} {unit}"
+        if wg is not None:
+            summary += f" (global tree E_g = {wg:.2f} {unit})"
+        lines.append(summary)
+    return "\n".join(lines)

@@ -1,0 +1,220 @@
+"""Serving latency, PTPM against TPM, measured in one run (BENCHMARKS.md).
+
+In-process: each model's export is loaded through the TF1 session loader (TF Serving's
+SavedModelBundle path, :class:`~ptpm_tf.serving.test_server.Servable`) and
+``serving_default`` is run with all its outputs fetched, for 1, 64 and 512 candidates
+per request. The two models alternate call by call (the order flips every iteration), so
+the machine's background load hits both alike; the report gives p50/p99/mean and the
+PTPM/TPM ratios.
+
+With ``--grpc`` the same exports are also served by the PredictionService test server
+in a child process and measured with the load test (``ptpm-tf loadtest``) at the given
+concurrency levels.
+
+    python -m ptpm_tf.serving.latency_bench --grpc          # trains PTPM and TPM briefly
+    python -m ptpm_tf.serving.latency_bench --runs-dir runs/demo --grpc
+
+The weights do not change the cost of the graph (every op is dense), so a short training
+run is enough; the tree depth (6) and the tower are the defaults of ``ptpm-tf train``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+import ptpm_tf  # noqa: F401
+
+MODELS = ("ptpm", "tpm")
+
+
+def _models(args):
+    """{name: (model, test frame)} from saved runs or from a short training run."""
+    from ptpm_tf.training import TrainConfig, load_run, train
+    out = {}
+    if args.runs_dir:
+        for name in MODELS:
+            config, model, _, split = load_run(Path(args.runs_dir) / name)
+            out[name] = (model, split.test)
+        return out
+    from ptpm_tf.data.registry import load_dataset
+    from ptpm_tf.data.splits import split_dataset
+    dataset = load_dataset("simulator", rows=args.rows, seed=args.seed)
+    split = split_dataset(dataset, seed=args.seed)
+    for name in MODELS:
+        config = TrainConfig(model=name, rows=args.rows, seed=args.seed, depth=args.depth,
+                             epochs=args.epochs)
+        run = train(config, None, dataset=dataset, split=split, verbose=0)
+        out[name] = (run.model, split.test)
+    return out
+
+
+def measure_in_process(paths: Dict[str, Path], frame, batch_sizes: Sequence[int],
+                       iters: int, warmup: int, encoder) -> List[dict]:
+    """p50/p99/mean latency (ms) of ``serving_default`` through the session loader,
+    models interleaved call by call."""
+    from ptpm_tf.export import SERVING_SIGNATURE
+    from ptpm_tf.serving.test_server import Servable
+    servables = {name: Servable(name, int(p.name), p) for name, p in paths.items()}
+    for s in servables.values():
+        s.warm_up()
+    names = list(servables)
+    results = []
+    for bs in batch_sizes:
+        feeds = [encoder.raw_arrays(frame.sample(n=bs, replace=len(frame) < bs, random_state=k))
+                 for k in range(8)]
+        runners = {}
+        for name, s in servables.items():
+            sig = s.signatures[SERVING_SIGNATURE]
+            fetches = {k: v.name for k, v in sig.outputs.items()}
+            prepared = [{sig.inputs[k].name: v for k, v in f.items()} for f in feeds]
+            runners[name] = (s.session, fetches, prepared)
+        times = {name: [] for name in names}
+        for i in range(warmup + iters):
+            order = names if i % 2 == 0 else names[::-1]
+            for name in order:
+                session, fetches, prepared = runners[name]
+                feed = prepared[i % len(prepared)]
+                t0 = time.perf_counter()
+                session.run(fetches, feed)
+                dt = time.perf_counter() - t0
+                if i >= warmup:
+                    times[name].append(dt * 1000.0)
+        for name in names:
+            t = np.array(times[name])
+            results.append({"model": name, "batch_size": bs, "iters": iters,
+                            "p50_ms": float(np.percentile(t, 50)),
+                            "p99_ms": float(np.percentile(t, 99)),
+                            "mean_ms": float(t.mean())})
+    for s in servables.values():
+        s.close()
+    return results
+
+
+def format_in_process(results: List[dict], num: str = "ptpm", den: str = "tpm") -> str:
+    """One row per (repeat, batch size), then per batch size the median over repeats."""
+    by = {(r.get("repeat", 0), r["model"], r["batch_size"]): r for r in results}
+    repeats = sorted({r.get("repeat", 0) for r in results})
+    sizes = sorted({r["batch_size"] for r in results})
+    lines = ["| repeat | candidates/request | PTPM p50 ms | TPM p50 ms | p50 PTPM/TPM "
+             "| PTPM p99 ms | TPM p99 ms | p99 PTPM/TPM | PTPM mean ms | TPM mean ms |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    ratios = {bs: {"p50": [], "p99": []} for bs in sizes}
+    for rep in repeats:
+        for bs in sizes:
+            a, b = by[(rep, num, bs)], by[(rep, den, bs)]
+            r50, r99 = a["p50_ms"] / b["p50_ms"], a["p99_ms"] / b["p99_ms"]
+            ratios[bs]["p50"].append(r50)
+            ratios[bs]["p99"].append(r99)
+            lines.append(f"| {rep + 1} | {bs} | {a['p50_ms']:.3f} | {b['p50_ms']:.3f} | "
+                         f"{r50:.3f} | {a['p99_ms']:.3f} | {b['p99_ms']:.3f} | {r99:.3f} | "
+                         f"{a['mean_ms']:.3f} | {b['mean_ms']:.3f} |")
+    if len(repeats) > 1:
+        for bs in sizes:
+            med = {k: float(np.median(v)) for k, v in ratios[bs].items()}
+            lines.append(f"| **median** | {bs} | | | **{med['p50']:.3f}** | | | "
+                         f"**{med['p99']:.3f}** | | |")
+    return "\n".join(lines)
+
+
+def _start_test_server(paths: Dict[str, Path], workdir: Path):
+    port_file = workdir / "port"
+    cmd = [sys.executable, "-m", "ptpm_tf.serving.test_server", "--port", "0",
+           "--port_file", str(port_file)]
+    for name, p in paths.items():
+        cmd += ["--model_name", name, "--model_base_path", str(p.parent)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=open(workdir / "server.log", "w"))
+    deadline = time.monotonic() + 180
+    while not port_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"test server did not start; see {workdir / 'server.log'}")
+        time.sleep(0.2)
+    return proc, f"127.0.0.1:{port_file.read_text().strip()}"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m ptpm_tf.serving.latency_bench",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs-dir", help="folder with ptpm/ and tpm/ runs (e.g. runs/demo); "
+                                      "default: train both briefly")
+    p.add_argument("--rows", type=int, default=20_000)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--depth", type=int, default=6)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-sizes", default="1,64,512")
+    p.add_argument("--iters", type=int, default=500, help="timed calls per model and size")
+    p.add_argument("--warmup", type=int, default=50)
+    p.add_argument("--repeats", type=int, default=3,
+                   help="in-process measurements, each interleaving the two models")
+    p.add_argument("--export-dir", help="where to export (default: a temporary folder)")
+    p.add_argument("--grpc", action="store_true",
+                   help="also load-test the exports through the gRPC test server")
+    p.add_argument("--concurrency", default="1,4")
+    p.add_argument("--requests", type=int, default=400, help="timed gRPC requests per cell")
+    p.add_argument("--out", default="results/serving-bench", help="report folder")
+    args = p.parse_args(argv)
+    batch_sizes = [int(x) for x in args.batch_sizes.split(",")]
+
+    from ptpm_tf.export import export_model
+    started = datetime.datetime.now().astimezone()
+    models = _models(args)
+    tmp = tempfile.TemporaryDirectory(prefix="ptpm-bench-")
+    export_dir = Path(args.export_dir or tmp.name)
+    paths = {name: export_model(model, export_dir, name, example_frame=frame.head(512))
+             for name, (model, frame) in models.items()}
+    depth = models["ptpm"][0].head.depth
+    print(f"exports: {', '.join(str(p) for p in paths.values())} (depth {depth})")
+    model, frame = models["ptpm"]
+    in_process = []
+    for rep in range(args.repeats):
+        for r in measure_in_process(paths, frame, batch_sizes, args.iters, args.warmup,
+                                    model.encoder):
+            in_process.append({**r, "repeat": rep})
+    report = ["## In-process SavedModel latency (TF1 session loader, all outputs fetched)", "",
+              format_in_process(in_process)]
+    print("\n".join(report))
+    load = []
+    if args.grpc:
+        from ptpm_tf.serving.loadtest import format_report, run_loadtest
+        proc, address = _start_test_server(paths, Path(tmp.name))
+        try:
+            cells = run_loadtest(address, ["ptpm", "tpm"], batch_sizes,
+                                 [int(x) for x in args.concurrency.split(",")],
+                                 requests=args.requests, warmup=20, rounds=2)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        load = [c.__dict__ for c in cells]
+        report += ["", "## gRPC load test (PredictionService test server, child process)", "",
+                   format_report(cells)]
+        print("\n".join(report[-3:]))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"date": started.isoformat(timespec="seconds"), "cpus": os.cpu_count(),
+            "platform": platform.platform(), "depth": depth, "argv": sys.argv[1:],
+            "settings": vars(args)}
+    (out / "serving_latency.json").write_text(json.dumps(
+        {**meta, "in_process": in_process, "grpc": load}, indent=2, default=str))
+    (out / "serving_latency.md").write_text(
+        f"{meta['date']}, {meta['cpus']} CPUs, depth {depth}\n\n" + "\n".join(report) + "\n")
+    print(f"\nreport written to {out / 'serving_latency.md'}")
+    tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
