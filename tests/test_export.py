@@ -20,7 +20,9 @@ from ptpm_tf.export import (INFO_FILE, PREDICT_METHOD, REGRESS_METHOD, TMP_PREFI
                             list_versions, non_stock_ops, to_examples)
 
 TREE_OUTPUTS = {"watch_time", "watch_time_global", "variance", "prune_mask", "leaf_prob",
-                "tree_depth"}
+                "tree_depth",
+                # distributional outputs (issue 7); p_complete since the data has a duration
+                "watch_time_mean", "watch_time_median", "quantiles", "p_complete"}
 
 
 def _signature_defs(path):
