@@ -71,6 +71,8 @@ def test_layout_signatures_and_warmup():
     info = json.loads((path / "assets.extra" / INFO_FILE).read_text())
     assert info["tree"]["depth"] == DEPTH and len(info["tree"]["leaf_bounds"]) == 2 ** DEPTH + 1
     assert set(info["outputs"]) == TREE_OUTPUTS
+    assert info["tree"]["quantile_levels"] == [0.1, 0.25, 0.5, 0.75, 0.9]
+    assert info["tree"]["decode"] == "mean"
 
 
 def test_only_stock_ops():
