@@ -17,7 +17,8 @@ differ by at most one row), so this is a uniform spread in quantile space::
 a constant ``[N, L]`` matrix applied to the masked reach probabilities
 (:func:`spread_matrix`, :func:`leaf_distribution`). For the unpruned global tree it is the
 identity on the leaves. With ``leaf_values='mean'`` the mean of this distribution over the
-leaves' training means is exactly ``E_T`` of Eq. 2.
+leaves' training means is ``E_T`` of Eq. 2 (up to the at most one-row differences between
+the leaves' training counts).
 
 **Inside a global leaf.** Leaf ``k`` covers ``[b_k, b_{k+1}]`` (the tree's
 ``leaf_bounds``). Its within-leaf CDF is the piecewise-linear interpolation of the
