@@ -63,10 +63,16 @@ SETTINGS_ORDER = ("ptpm", "ptpm-no-tsl", "ptpm-no-ucl", "tpm", "tpm-mean", "ptpm
                   "ptpm-raw-advantage", "ptpm-prune-bias0", "ptpm-w-tree5", "ptpm-warmup",
                   "ptpm-ucl-clip2", "ptpm-ucl-clip8")
 TABLE2_ORDER = ("mse", "wlr", "d2q", "or", "dml", "cread", "tpm", "ptpm")
+#: Table 2's rows: the tree models also decoded by their other decoder (issue 7), from the
+#: same runs (``<variant>-median`` when the run served the mean, ``-mean`` otherwise)
+TABLE2_ROWS = ("mse", "wlr", "d2q", "or", "dml", "cread", "tpm", "tpm-median", "tpm-mean",
+               "ptpm", "ptpm-median", "ptpm-mean")
 TABLE3_ORDER = ("ptpm", "ptpm-no-tsl", "ptpm-no-ucl", "tpm")
 LABELS = {"mse": "MSE", "wlr": "WLR", "d2q": "D2Q", "or": "OR", "dml": "DML",
           "cread": "CREAD", "tpm": "TPM", "ptpm": "PTPM", "ptpm-no-tsl": "PTPM w/o TSL",
-          "ptpm-no-ucl": "PTPM w/o UCL", "oracle": "oracle"}
+          "ptpm-no-ucl": "PTPM w/o UCL", "oracle": "oracle",
+          "tpm-median": "TPM, median decoder", "ptpm-median": "PTPM, median decoder",
+          "tpm-mean": "TPM, mean decoder", "ptpm-mean": "PTPM, mean decoder"}
 DEFAULT_MODELS = TABLE2_ORDER
 CURVE_VARIANTS = ("ptpm", "tpm")
 
@@ -417,6 +423,9 @@ def summarize(out: Path, config: Optional[BenchmarkConfig] = None) -> Dict[str, 
                 entry["curve"] = {"per_seed": curves,
                                   "steps_per_epoch": runs[0].get("curve_steps_per_epoch")}
             models[v] = entry
+            other = _other_decoder_entry(entry, runs)
+            if other is not None:
+                models[f"{v}-{other[0]}"] = other[1]
         oracle = None
         with_oracle = [r for r in main if "oracle_mae" in r["test"]]
         if with_oracle:
@@ -448,6 +457,27 @@ def summarize(out: Path, config: Optional[BenchmarkConfig] = None) -> Dict[str, 
             "n_test": main[0]["test"]["n_test"] if main else None,
         }
     return res
+
+
+def _other_decoder_entry(entry: Dict[str, Any], runs: List[Dict[str, Any]]):
+    """For tree runs (their metrics hold every decoder, issue 7): ``(decoder, entry)`` of
+    the decoder the runs did not serve, from the same runs; else None. Only the variants
+    of Table 2's rows (TPM, PTPM) get one."""
+    if not runs or f"{runs[0]['variant']}-median" not in TABLE2_ROWS:
+        return None
+    served = {r["test"].get("decode") for r in runs}
+    if len(served) != 1 or None in served:
+        return None
+    other = "median" if served == {"mean"} else "mean"
+    if not all(f"mae_{other}" in r["test"] for r in runs):
+        return None
+    # metrics only: the costs, curves and tree diagnostics are the served row's
+    out = {"seeds": entry["seeds"], "decoder": other}
+    for key in ("mae", "xauc", "user_xauc", "rmse"):
+        vals = [r["test"].get(f"{key}_{other}") for r in runs]
+        if all(v is not None for v in vals):
+            out[key] = {**_mean_std(vals), "per_seed": vals}
+    return other, out
 
 
 def _significance(models: Dict[str, Any], order: Sequence[str]) -> Dict[str, Any]:
@@ -555,7 +585,7 @@ def render_tables(results: Dict[str, Any]) -> str:
                   "Mean ± standard deviation over seeds, test split; best in bold "
                   "(oracle excluded); * = PTPM best and its gain over the runner-up "
                   "significant at p < 0.05 (two-sided paired t-test over seeds).", ""]
-    lines += _table(results, TABLE2_ORDER, "Table 2: PTPM against the baselines", True)
+    lines += _table(results, TABLE2_ROWS, "Table 2: PTPM against the baselines", True)
     lines += _table(results, TABLE3_ORDER, "Table 3: PTPM with different components", False)
     lines += _settings_table(results)
     for d, r in results["datasets"].items():

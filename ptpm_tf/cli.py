@@ -57,6 +57,13 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--w-var", type=float, help="weight of L_var")
     g.add_argument("--tree-warmup-steps", type=int, help="steps before L_tree is switched on")
     g.add_argument("--prune-bias-init", type=float, help="initial bias of the pruning logits")
+    g.add_argument("--decode", choices=("mean", "median"),
+                   help="decoder served as watch_time: mean (Eq. 2, default) or median of the "
+                        "tree's leaf distribution (metrics.json reports both)")
+    g.add_argument("--reward-decode", choices=("mean", "median"),
+                   help="decoder the TSL reward scores (default mean)")
+    g.add_argument("--reward-error", choices=("squared", "absolute"),
+                   help="error term of the TSL reward XAUC - error (default squared: the paper)")
 
 
 def _add_baseline_args(p: argparse.ArgumentParser) -> None:
@@ -92,7 +99,7 @@ def _head_overrides(args) -> dict:
     if args.no_ucl:
         kw["ucl"] = False
     for name in ("leaf_values", "reward", "ucl_max_weight", "w_tree", "w_var",
-                 "tree_warmup_steps", "prune_bias_init"):
+                 "tree_warmup_steps", "prune_bias_init", "decode", "reward_decode", "reward_error"):
         if getattr(args, name) is not None:
             kw[name] = getattr(args, name)
     return kw
@@ -123,29 +130,39 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from ptpm_tf.evaluate import format_table
+    from ptpm_tf.evaluate import decoder_rows, format_table
     from ptpm_tf.selection import train_selected
     config = _train_config(args, args.model)
     out = Path(args.out or f"runs/{args.model}-{args.dataset}-s{args.seed}")
     run = train_selected(config, out)  # = train, plus CREAD's validation search of a
     if "selection" in run.metrics:
         print(f"chosen on the validation split: {run.metrics['selection']['chosen']}")
-    print(format_table([run.metrics], run.metrics if "oracle_mae" in run.metrics else None))
+    print(format_table(decoder_rows([run.metrics]),
+                       run.metrics if "oracle_mae" in run.metrics else None))
     print(f"run written to {out} ({out / 'metrics.json'})")
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from ptpm_tf.evaluate import evaluate_frame, format_table
+    from ptpm_tf.evaluate import decoder_rows, evaluate_frame, format_table
     from ptpm_tf.training import load_run
     config, model, dataset, split = load_run(Path(args.run))
+    if args.decode is not None:
+        if not hasattr(model.head, "decoder"):
+            raise ValueError(f"--decode applies to tree models, not {config.model!r}")
+        model.head.decoder = args.decode
     frame = split.test if args.split == "test" else split.validation
     result = evaluate_frame(model, frame, dataset, model_name=config.model)
     result["split"] = args.split
-    print(format_table([result], result if "oracle_mae" in result else None))
+    print(format_table(decoder_rows([result]), result if "oracle_mae" in result else None))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
         print(f"metrics written to {args.json}")
+    if args.calibration:
+        from ptpm_tf.calibration import calibration_report, write_calibration
+        report = calibration_report(model, frame, dataset, config=config)
+        paths = write_calibration(report, Path(args.calibration))
+        print(f"calibration: {', '.join(str(p) for p in paths)}")
     return 0
 
 
@@ -153,7 +170,7 @@ def cmd_demo(args) -> int:
     """The README's main job: PTPM and TPM on one simulator draw and split, one table."""
     from ptpm_tf.data.registry import load_dataset
     from ptpm_tf.data.splits import split_dataset
-    from ptpm_tf.evaluate import format_table
+    from ptpm_tf.evaluate import decoder_rows, format_table
     from ptpm_tf.training import TrainConfig, train
     dataset = load_dataset("simulator", rows=args.rows, seed=args.seed)
     split = split_dataset(dataset, seed=args.seed)
@@ -167,7 +184,7 @@ def cmd_demo(args) -> int:
         rows.append(run.metrics)
         runs[model] = run
     print("\nTest split (" + f"{len(split.test)} rows" + "):")
-    print(format_table(rows, rows[-1]))
+    print(format_table(decoder_rows(rows), rows[-1]))
     if args.export_dir:
         _demo_serving(runs, split, Path(args.export_dir))
     return 0
@@ -427,6 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run directory written by train")
     p.add_argument("--split", default="test", choices=("test", "validation"))
     p.add_argument("--json", help="also write the metrics to this JSON file")
+    p.add_argument("--decode", choices=("mean", "median"),
+                   help="override the run's served decoder (tree models); metrics of both "
+                        "decoders are always reported")
+    p.add_argument("--calibration", metavar="OUT_DIR",
+                   help="tree models: write the quantile reliability plot (PNG) and the "
+                        "coverage / pinball loss per quantile level (JSON) to OUT_DIR")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="train TPM and PTPM on the simulator and print the comparison")

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from ptpm_tf import metrics as M
 from ptpm_tf.data.dataset import LABEL, ORACLE_MEAN, ORACLE_MEDIAN, USER, Dataset
+from ptpm_tf.decoding import DECODERS
 from ptpm_tf.heads import TreeHead
 from ptpm_tf.model import WatchTimeModel
 
@@ -17,11 +18,14 @@ from ptpm_tf.model import WatchTimeModel
 def predict_frame(model: WatchTimeModel, frame: pd.DataFrame,
                   batch_size: int = 8192) -> Dict[str, np.ndarray]:
     """The model's decoded predictions plus its raw head outputs for every row of
-    ``frame``, as NumPy arrays (batched; no per-row Python work)."""
+    ``frame``, as NumPy arrays (batched; no per-row Python work). Heads with a
+    ``decode_all`` (the tree head) return their evaluation outputs too (every decoder)."""
+    decode = getattr(model.head, "decode_all", model.head.decode)
+
     @tf.function(reduce_retracing=True)
     def step(features):
         raw = model.raw_outputs(features)
-        return {**raw, **model.head.decode(raw, features)}
+        return {**raw, **decode(raw, features)}
 
     arrays = model.encoder.raw_arrays(frame)
     ds = tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size)
@@ -42,10 +46,20 @@ def evaluate_frame(model: WatchTimeModel, frame: pd.DataFrame, dataset: Dataset,
     }
     if isinstance(model.head, TreeHead):
         head = model.head
+        out["decode"] = head.decoder
         out["avg_tree_depth"] = float(pred["tree_depth"].mean())
         p_g = pred["watch_time_global"].astype(np.float64)
         out["mae_global_tree"] = M.mae(y, p_g)
         out["xauc_global_tree"] = M.xauc(y, p_g)
+        users = frame[USER].to_numpy()
+        for dec in DECODERS:  # every decoder of the same trained tree (issue 7)
+            p_t = pred[f"watch_time_{dec}"].astype(np.float64)
+            p_gt = pred[f"watch_time_global_{dec}"].astype(np.float64)
+            out.update({f"mae_{dec}": M.mae(y, p_t), f"rmse_{dec}": M.rmse(y, p_t),
+                        f"xauc_{dec}": M.xauc(y, p_t),
+                        f"user_xauc_{dec}": M.user_xauc(y, p_t, users),
+                        f"mae_global_tree_{dec}": M.mae(y, p_gt),
+                        f"xauc_global_tree_{dec}": M.xauc(y, p_gt)})
         if diagnostics:
             leaf = head.targets(frame)["leaf"]
             logits = pred["cls_logits"]
@@ -77,3 +91,20 @@ def format_table(rows, oracle: Dict[str, float] | None = None) -> str:
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths))
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, body)])
+
+
+def decoder_rows(rows):
+    """Table rows with each tree model's row split into one row per decoder (issue 7):
+    model ``ptpm`` becomes ``ptpm/mean`` and ``ptpm/median`` with those decoders' MAE,
+    XAUC and user XAUC; the decoder the model serves is marked with ``*``. Rows without
+    per-decoder metrics pass through unchanged."""
+    out = []
+    for r in rows:
+        if not all(f"mae_{dec}" in r for dec in DECODERS):
+            out.append(r)
+            continue
+        for dec in DECODERS:
+            mark = "*" if r.get("decode") == dec else ""
+            out.append({**r, "model": f"{r['model']}/{dec}{mark}", "mae": r[f"mae_{dec}"],
+                        "xauc": r[f"xauc_{dec}"], "user_xauc": r.get(f"user_xauc_{dec}")})
+    return out

@@ -230,10 +230,14 @@ def tree_constants(model: tf.keras.Model) -> Optional[dict]:
     head = model.head
     if not all(hasattr(head, a) for a in ("geometry", "leaf_bounds", "node_value")):
         return None
-    return {"depth": int(head.geometry.depth),
-            "leaf_bounds": [float(x) for x in head.leaf_bounds.numpy()],
-            "node_value": [float(x) for x in head.node_value.numpy()],
-            "tsl": bool(getattr(head, "tsl", False))}
+    out = {"depth": int(head.geometry.depth),
+           "leaf_bounds": [float(x) for x in head.leaf_bounds.numpy()],
+           "node_value": [float(x) for x in head.node_value.numpy()],
+           "tsl": bool(getattr(head, "tsl", False))}
+    if hasattr(head, "decoder"):  # distributional decoding (issue 7)
+        out.update(decode=head.decoder, quantile_levels=list(head.quantile_levels),
+                   leaf_knots=int(head.n_knots))
+    return out
 
 
 # -- writing and publishing ----------------------------------------------------------------

@@ -71,28 +71,40 @@ def batch_xauc(y: tf.Tensor, pred: tf.Tensor) -> tf.Tensor:
     return tf.math.divide_no_nan(n_conc, n_valid)
 
 
+def _error(pred: tf.Tensor, y: tf.Tensor, scale: tf.Tensor, error: str) -> tf.Tensor:
+    """Per-sample error on the normalised scale: squared (the paper's MSE) or absolute
+    (the error the median minimises)."""
+    if error == "squared":
+        return tf.square((pred - y) / scale)
+    if error == "absolute":
+        return tf.abs(pred - y) / scale
+    raise ValueError(f"error must be 'squared' or 'absolute', got {error!r}")
+
+
 def batch_advantage(y: tf.Tensor, pred_tree: tf.Tensor, pred_global: tf.Tensor,
-                    scale: tf.Tensor) -> tf.Tensor:
+                    scale: tf.Tensor, error: str = "squared") -> tf.Tensor:
     """Paper-literal self-critical reward (Eq. 11): one scalar ``R_T - R_{T_g}`` for the
-    batch, ``R = XAUC - MSE`` with MSE on the normalised label scale."""
+    batch, ``R = XAUC - MSE`` with MSE on the normalised label scale (``error='absolute'``:
+    ``R = XAUC - MAE``)."""
     def reward(pred):
-        return batch_xauc(y, pred) - distribute.global_mean(tf.square((pred - y) / scale))
+        return batch_xauc(y, pred) - distribute.global_mean(_error(pred, y, scale, error))
     return reward(pred_tree) - reward(pred_global)
 
 
 def sample_advantage(y: tf.Tensor, pred_tree: tf.Tensor, pred_global: tf.Tensor,
-                     scale: tf.Tensor) -> tf.Tensor:
+                     scale: tf.Tensor, error: str = "squared") -> tf.Tensor:
     """[B] per-sample decomposition of ``R_T - R_{T_g}``: sample ``i``'s share of the
     batch's concordant pairs when its pruned-tree prediction (instead of its global one)
     is ranked against the others' global predictions, minus the change in its squared
     error. Each sample's advantage then depends on its own pruning action only, which is
-    what gives REINFORCE a per-sample credit instead of one scalar for the whole batch."""
+    what gives REINFORCE a per-sample credit instead of one scalar for the whole batch.
+    ``error='absolute'`` uses the absolute instead of the squared error."""
     conc_t, valid = _concordance(y, pred_tree, pred_global)
     conc_g, _ = _concordance(y, pred_global, pred_global)
     n_pairs = tf.reduce_sum(valid, axis=1)
     d_xauc = tf.math.divide_no_nan(tf.reduce_sum(conc_t - conc_g, axis=1), n_pairs)
-    d_mse = (tf.square((pred_tree - y) / scale) - tf.square((pred_global - y) / scale))
-    return d_xauc - d_mse
+    d_err = _error(pred_tree, y, scale, error) - _error(pred_global, y, scale, error)
+    return d_xauc - d_err
 
 
 def reinforce_loss(prune_logits: tf.Tensor, actions: tf.Tensor, live: tf.Tensor,

@@ -38,6 +38,44 @@ def rmse(y_true, y_pred) -> float:
     return float(np.sqrt(np.mean(np.square(p - y)))) if y.size else float("nan")
 
 
+def pinball_loss(y_true, q_pred, level):
+    """Mean pinball (quantile) loss of predicted ``level``-quantiles:
+    ``mean(max(level (y - q), (level - 1) (y - q)))``, minimised in expectation by the true
+    conditional ``level``-quantile (at ``level = 0.5`` it is half the MAE).
+
+    ``q_pred`` is [n] with a scalar ``level``, or [n, Q] with ``level`` of length Q
+    (then a length-Q array is returned, one loss per level).
+    """
+    y = _check_vector("y_true", y_true)
+    q, lev = _check_quantile_pred(y, q_pred, level)
+    diff = y[:, None] - q
+    loss = np.mean(np.maximum(lev * diff, (lev - 1.0) * diff), axis=0) if y.size else (
+        np.full(q.shape[1], np.nan))
+    return float(loss[0]) if np.ndim(q_pred) == 1 else loss
+
+
+def quantile_coverage(y_true, q_pred):
+    """Share of labels at or below each predicted quantile, ``mean(y <= q)``: for a
+    calibrated ``level``-quantile it is ``level`` (the reliability curve). ``q_pred`` [n]
+    gives a float, [n, Q] an array of Q shares."""
+    y = _check_vector("y_true", y_true)
+    q, _ = _check_quantile_pred(y, q_pred, np.zeros(np.shape(q_pred)[1:] or (1,)))
+    cover = np.mean(y[:, None] <= q, axis=0) if y.size else np.full(q.shape[1], np.nan)
+    return float(cover[0]) if np.ndim(q_pred) == 1 else cover
+
+
+def _check_quantile_pred(y: np.ndarray, q_pred, level) -> Tuple[np.ndarray, np.ndarray]:
+    q = np.asarray(q_pred, dtype=np.float64)
+    if q.ndim not in (1, 2) or q.shape[0] != y.size:
+        raise ValueError(f"q_pred must be [n] or [n, Q] with n = {y.size}, got shape {q.shape}")
+    q = q.reshape(y.size, -1)
+    _check_finite("q_pred", q)
+    lev = np.atleast_1d(np.asarray(level, dtype=np.float64))
+    if lev.shape != (q.shape[1],) or np.any((lev < 0) | (lev > 1)):
+        raise ValueError(f"level must hold {q.shape[1]} value(s) in [0, 1], got {level!r}")
+    return q, lev
+
+
 # --------------------------------------------------------------------------------- XAUC
 
 

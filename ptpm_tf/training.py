@@ -264,4 +264,6 @@ def load_run(run_dir: Path):
                   method="saved", fractions=tuple(config.split), seed=config.seed)
     model(encoder.raw_arrays(split.test.iloc[:2]))  # create variables before restoring
     model.load_weights(str(run_dir / "weights")).expect_partial()
+    if hasattr(model.head, "after_restore"):
+        model.head.after_restore()
     return config, model, dataset, split

@@ -20,7 +20,9 @@ from ptpm_tf.export import (INFO_FILE, PREDICT_METHOD, REGRESS_METHOD, TMP_PREFI
                             list_versions, non_stock_ops, to_examples)
 
 TREE_OUTPUTS = {"watch_time", "watch_time_global", "variance", "prune_mask", "leaf_prob",
-                "tree_depth"}
+                "tree_depth",
+                # distributional outputs (issue 7); p_complete since the data has a duration
+                "watch_time_mean", "watch_time_median", "quantiles", "p_complete"}
 
 
 def _signature_defs(path):
@@ -69,6 +71,8 @@ def test_layout_signatures_and_warmup():
     info = json.loads((path / "assets.extra" / INFO_FILE).read_text())
     assert info["tree"]["depth"] == DEPTH and len(info["tree"]["leaf_bounds"]) == 2 ** DEPTH + 1
     assert set(info["outputs"]) == TREE_OUTPUTS
+    assert info["tree"]["quantile_levels"] == [0.1, 0.25, 0.5, 0.75, 0.9]
+    assert info["tree"]["decode"] == "mean"
 
 
 def test_only_stock_ops():

@@ -7,6 +7,13 @@ Training loss (Eq. 18): ``L_ce`` (UCL-weighted with ``ucl``) + ``w_reg L_reg`` +
 gradient only from ``L_tree``; the classifier logits only from the TPM terms.
 
 TPM is this head with ``tsl=False, ucl=False, leaf_values='midpoint'``.
+
+Decoding (issue 7, :mod:`ptpm_tf.decoding`): besides its mean (Eq. 2), the tree's leaf
+distribution is decoded into a continuous distribution in seconds (a pruned leaf spread
+over its global leaves by training mass, interpolated inside a leaf through the training
+labels' within-leaf quantiles ``leaf_knots``). ``decode='median'`` serves its median as
+``watch_time``; the serving outputs always include the mean and the median, the quantiles
+at ``quantile_levels`` and, when the features carry ``duration``, ``p_complete``.
 """
 from __future__ import annotations
 
@@ -16,8 +23,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from ptpm_tf import losses
-from ptpm_tf.data.dataset import LABEL
+from ptpm_tf import decoding, losses
+from ptpm_tf.data.dataset import DURATION, LABEL
 from ptpm_tf.heads.base import Head
 from ptpm_tf.tree import TreeGeometry, TreeOps, assign_leaves, fit_global_tree
 from ptpm_tf import distribute
@@ -42,6 +49,26 @@ class TreeHead(Head):
         nothing", i.e. near TPM).
       tree_warmup_steps: steps during which ``L_tree`` is off, so that the classifiers are
         trained first as Eq. 6(b) reads.
+      decode: what ``watch_time`` (and ``watch_time_global``) is: ``'mean'`` of the leaf
+        distribution (Eq. 2) or its ``'median'`` (minimises the expected absolute error).
+      reward_decode: which decoder of the pruned and the global tree the TSL reward scores
+        (``'mean'`` as in the paper, or ``'median'``).
+      reward_error: the error term of the reward ``R = XAUC - error``: ``'squared'`` (the
+        paper's MSE) or ``'absolute'`` (MAE, the loss the median minimises).
+      quantile_levels: the levels of the ``quantiles`` output (fixed per model; default
+        ``decoding.QUANTILE_LEVELS`` = 0.1, 0.25, 0.5, 0.75, 0.9).
+      leaf_knots: within-leaf interpolation pieces ``K``; the constant ``leaf_knots``
+        [L*K+1] holds the training labels' within-leaf ``j/K`` quantiles (knot ``kK + j``
+        of leaf ``k``; ``kK`` is the leaf's lower bound), see :mod:`ptpm_tf.decoding`.
+      distribution_outputs: also return ``watch_time_mean``, ``watch_time_median``,
+        ``quantiles`` and ``p_complete``; ``False`` gives the lean mean-only outputs.
+
+    Outputs of :meth:`decode`: ``watch_time`` (the chosen decoder on the personalised tree),
+    ``watch_time_global`` (the same decoder on the global tree), ``variance`` (``Var_T``),
+    ``prune_mask``, ``leaf_prob`` ([B, N], node probabilities of the personalised tree's
+    leaves), ``tree_depth``; with ``distribution_outputs``: ``watch_time_mean`` (``E_T``),
+    ``watch_time_median``, ``quantiles`` ([B, Q]) and, if the features hold ``duration``,
+    ``p_complete`` = P(watch time > duration) (NaN where the duration is NaN).
     """
 
     loss_names = ("ce", "reg", "var", "tree", "tree_gain", "prune_rate")
@@ -52,10 +79,33 @@ class TreeHead(Head):
                  ucl_self_normalize: bool = True, w_reg: float = 1.0, w_var: float = 0.1,
                  w_tree: float = 1.0, reward: str = "sample", advantage_norm: bool = True,
                  prune_bias_init: float = -2.0, tree_warmup_steps: int = 0,
-                 seed: int = 0, **kwargs):
+                 decode: str = "mean", reward_decode: str = "mean",
+                 reward_error: str = "squared",
+                 quantile_levels=decoding.QUANTILE_LEVELS, leaf_knots: int = decoding.LEAF_KNOTS,
+                 distribution_outputs: bool = True, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         if reward not in ("sample", "batch"):
             raise ValueError(f"reward must be 'sample' or 'batch', got {reward!r}")
+        for name, value in (("decode", decode), ("reward_decode", reward_decode)):
+            if value not in decoding.DECODERS:
+                raise ValueError(f"{name} must be one of {decoding.DECODERS}, got {value!r}")
+        levels = tuple(float(q) for q in quantile_levels)
+        if not levels or not all(0.0 < q < 1.0 for q in levels):
+            raise ValueError(f"quantile_levels must be in (0, 1), got {quantile_levels!r}")
+        if int(leaf_knots) < 1:
+            raise ValueError(f"leaf_knots must be >= 1, got {leaf_knots}")
+        if reward_error not in ("squared", "absolute"):
+            raise ValueError(f"reward_error must be 'squared' or 'absolute', got {reward_error!r}")
+        self.decoder, self.reward_decoder = decode, reward_decode
+        self.reward_error = reward_error
+        self.quantile_levels, self.n_knots = levels, int(leaf_knots)
+        self.distribution_outputs = bool(distribution_outputs)
+        # levels computed in one pass: the served ones, then the median if not among them
+        self._levels = levels if 0.5 in levels else levels + (0.5,)
+        self._median_col = self._levels.index(0.5)
+        if self.distribution_outputs:
+            self.output_names = self.output_names + (
+                "watch_time_mean", "watch_time_median", "quantiles", "p_complete")
         self.depth, self.leaf_values, self.tsl, self.ucl = depth, leaf_values, tsl, ucl
         self.ucl_max_weight, self.ucl_self_normalize = ucl_max_weight, ucl_self_normalize
         self.w_reg, self.w_var, self.w_tree = w_reg, w_var, w_tree
@@ -76,6 +126,9 @@ class TreeHead(Head):
         self.leaf_bounds = self.add_weight(name="leaf_bounds", shape=[g.n_leaves + 1], **const)
         self.label_scale = self.add_weight(name="label_scale", shape=[],
                                            trainable=False, initializer="ones", dtype=tf.float32)
+        self.leaf_knots = self.add_weight(name="leaf_knots",
+                                          shape=[g.n_leaves * self.n_knots + 1], **const)
+        self.spread = tf.constant(decoding.spread_matrix(g))  # [N, L]
 
     # -- constants -------------------------------------------------------------------
     def adapt(self, train: pd.DataFrame) -> Dict[str, np.ndarray]:
@@ -86,8 +139,22 @@ class TreeHead(Head):
         self.node_value.assign(tree.node_value)
         self.node_m2.assign(tree.node_m2)
         self.leaf_bounds.assign(tree.leaf_bounds)
+        self.leaf_knots.assign(decoding.knot_grid(decoding.fit_leaf_knots(
+            y, tree.train_leaf, tree.leaf_bounds, self.n_knots)))
         self.label_scale.assign(max(float(np.std(y)), 1e-6))
         return {LABEL: y.astype(np.float32), "leaf": tree.train_leaf}
+
+    def after_restore(self) -> None:
+        """Called once weights are restored: a checkpoint from before ``leaf_knots``
+        existed leaves them all zero, so fall back to the minimal interpolation (linear
+        between each leaf's bounds) rather than decode every quantile as 0."""
+        bounds = self.leaf_bounds.numpy()
+        if not np.any(self.leaf_knots.numpy()) and np.any(bounds):
+            import warnings
+            warnings.warn("checkpoint has no leaf_knots (trained before distributional "
+                          "decoding); interpolating linearly between the leaf bounds")
+            self.leaf_knots.assign(decoding.knot_grid(
+                decoding.linear_leaf_knots(bounds, self.n_knots)))
 
     def targets(self, frame: pd.DataFrame, seed: int = 0) -> Dict[str, np.ndarray]:
         y = frame[LABEL].to_numpy(np.float64)
@@ -108,7 +175,41 @@ class TreeHead(Head):
         return reach, mask, mean, var
 
     def decode(self, outputs, features=None):
-        """Predictions with the deterministic personalised tree ``a = 1[pi > 0.5]``."""
+        """Predictions with the deterministic personalised tree ``a = 1[pi > 0.5]`` (the
+        outputs are listed in the class docstring)."""
+        return self._decode(outputs, features, diagnostics=False)
+
+    def decode_all(self, outputs, features=None):
+        """:meth:`decode` with every distributional output, plus both decoders of the
+        global tree (``watch_time_global_mean``, ``watch_time_global_median``), for
+        evaluation."""
+        return self._decode(outputs, features, diagnostics=True)
+
+    def leaf_distributions(self, outputs):
+        """([B, L], [B, L]): the global leaves' probabilities under the personalised tree
+        (its leaves' probabilities spread by training mass, :mod:`ptpm_tf.decoding`) and
+        under the global tree. Decode them with ``decoding.quantiles(p, self.leaf_knots,
+        levels)`` or ``decoding.survival(p, self.leaf_knots, t)``."""
+        reach = tf.exp(self.ops.log_reach(outputs["cls_logits"]))
+        global_p = reach[:, self.geometry.n_internal:]
+        if not self.tsl:
+            return global_p, global_p
+        mask = self.ops.pruned_leaves(tf.cast(outputs["prune_logits"] > 0.0, tf.float32))
+        return decoding.leaf_distribution(reach, mask, self.spread), global_p
+
+    def quantile(self, outputs, levels, global_tree: bool = False):
+        """[B, Q] quantiles at any ``levels`` in (0, 1) of the personalised (or, with
+        ``global_tree``, the global) tree's distribution."""
+        tree_p, global_p = self.leaf_distributions(outputs)
+        return decoding.quantiles(global_p if global_tree else tree_p, self.leaf_knots, levels)
+
+    def survival(self, outputs, t, global_tree: bool = False):
+        """[B] ``P(watch time > t)`` for per-row thresholds ``t`` [B] (seconds) under the
+        personalised (or global) tree; ``t`` = the item's duration gives ``p_complete``."""
+        tree_p, global_p = self.leaf_distributions(outputs)
+        return decoding.survival(global_p if global_tree else tree_p, self.leaf_knots, t)
+
+    def _decode(self, outputs, features, diagnostics):
         log_reach = self.ops.log_reach(outputs["cls_logits"])
         reach, mask, mean_g, var_g = self._global(log_reach)
         if self.tsl:
@@ -118,9 +219,44 @@ class TreeHead(Head):
         else:
             actions = tf.zeros([tf.shape(reach)[0], self.geometry.n_internal - 1])
             mean, var = mean_g, var_g
-        return {"watch_time": mean, "watch_time_global": mean_g, "variance": var,
-                "prune_mask": tf.cast(actions, tf.int32), "leaf_prob": reach * mask,
-                "tree_depth": self.ops.tree_depth(mask)}
+        out = {"watch_time": mean, "watch_time_global": mean_g, "variance": var,
+               "prune_mask": tf.cast(actions, tf.int32), "leaf_prob": reach * mask,
+               "tree_depth": self.ops.tree_depth(mask)}
+        full = self.distribution_outputs or diagnostics
+        need_global = self.decoder == "median" or diagnostics
+        if not full and not need_global:
+            return out
+        global_p = reach[:, self.geometry.n_internal:]
+        levels = self._levels if full else (0.5,)
+        median_col = self._median_col if full else 0
+        if self.tsl:
+            tree_p = decoding.leaf_distribution(reach, mask, self.spread)
+            if need_global and not full:  # one pass over both trees' medians (fewer ops)
+                both = decoding.quantiles(tf.concat([tree_p, global_p], 0), self.leaf_knots,
+                                          levels, normalized=True)
+                qs, median_g = tf.split(both, 2)[0], tf.split(both, 2)[1][:, median_col]
+            elif need_global:  # every level of the personalised tree, the global median
+                qs = decoding.quantiles(tree_p, self.leaf_knots, levels, normalized=True)
+                median_g = decoding.quantiles(global_p, self.leaf_knots, (0.5,),
+                                              normalized=True)[:, 0]
+            else:
+                qs = decoding.quantiles(tree_p, self.leaf_knots, levels, normalized=True)
+        else:
+            tree_p = global_p
+            qs = decoding.quantiles(tree_p, self.leaf_knots, levels, normalized=True)
+            median_g = qs[:, median_col]
+        median = qs[:, median_col]
+        if full:
+            out.update(watch_time_mean=mean, watch_time_median=median,
+                       quantiles=qs[:, : len(self.quantile_levels)])
+            if features is not None and DURATION in features:
+                out["p_complete"] = decoding.survival(tree_p, self.leaf_knots,
+                                                      features[DURATION], normalized=True)
+        if diagnostics:
+            out.update(watch_time_global_mean=mean_g, watch_time_global_median=median_g)
+        if self.decoder == "median":
+            out.update(watch_time=median, watch_time_global=median_g)
+        return out
 
     # -- loss ------------------------------------------------------------------------
     def compute_loss(self, outputs, targets, step, training=False):
@@ -159,20 +295,30 @@ class TreeHead(Head):
     def _tree_loss(self, prune_logits, reach, mean_g, y, training):
         """``L_tree`` (Eq. 11-12) on trees sampled from ``Bernoulli(pi)`` in training (the
         deterministic tree in evaluation, where only the gain is meaningful). Returns
-        (surrogate loss, mean reward gain of the pruned over the global tree, mean pi)."""
+        (surrogate loss, mean reward gain of the pruned over the global tree, mean pi).
+        The reward scores the ``reward_decode`` decoder of both trees."""
         pi = tf.sigmoid(prune_logits)
         if training:
             actions = tf.cast(distribute.uniform(tf.shape(pi)) < tf.stop_gradient(pi), tf.float32)
         else:
             actions = tf.cast(prune_logits > 0.0, tf.float32)
         mask = self.ops.pruned_leaves(actions)
-        mean_t, _ = self.ops.moments(tf.stop_gradient(reach), mask, self.node_value, self.node_m2)
-        mean_g = tf.stop_gradient(mean_g)
+        reach = tf.stop_gradient(reach)
+        if self.reward_decoder == "median":
+            pred_t = decoding.quantiles(decoding.leaf_distribution(reach, mask, self.spread),
+                                        self.leaf_knots, [0.5])[:, 0]
+            pred_g = decoding.quantiles(reach[:, self.geometry.n_internal:],
+                                        self.leaf_knots, [0.5])[:, 0]
+        else:
+            pred_t, _ = self.ops.moments(reach, mask, self.node_value, self.node_m2)
+            pred_g = tf.stop_gradient(mean_g)
         if self.reward == "batch":
-            adv = losses.batch_advantage(y, mean_t, mean_g, self.label_scale)
+            adv = losses.batch_advantage(y, pred_t, pred_g, self.label_scale,
+                                         self.reward_error)
             gain = adv
         else:
-            adv = losses.sample_advantage(y, mean_t, mean_g, self.label_scale)
+            adv = losses.sample_advantage(y, pred_t, pred_g, self.label_scale,
+                                          self.reward_error)
             gain = tf.reduce_mean(adv)
             if self.advantage_norm:
                 adv = adv / (distribute.global_std(adv) + 1e-8)
@@ -186,4 +332,7 @@ class TreeHead(Head):
                 "ucl_self_normalize": self.ucl_self_normalize, "w_reg": self.w_reg,
                 "w_var": self.w_var, "w_tree": self.w_tree, "reward": self.reward,
                 "advantage_norm": self.advantage_norm, "prune_bias_init": self.prune_bias_init,
-                "tree_warmup_steps": self.tree_warmup_steps, "seed": self.seed}
+                "tree_warmup_steps": self.tree_warmup_steps, "decode": self.decoder,
+                "reward_decode": self.reward_decoder, "reward_error": self.reward_error,
+                "quantile_levels": list(self.quantile_levels), "leaf_knots": self.n_knots,
+                "distribution_outputs": self.distribution_outputs, "seed": self.seed}
