@@ -50,7 +50,7 @@ VARIANTS: Dict[str, Tuple[str, Dict[str, Any]]] = {
     "ptpm-no-tsl": ("ptpm", {"tsl": False}), "ptpm-no-ucl": ("ptpm", {"ucl": False}),
     # PTPM settings searched for a TSL/UCL that pays (DESIGN.md section 2); compare them on
     # the validation columns of their table, never on test.
-    "tpm-mean": ("ptpm", {"tsl": False, "ucl": False}),
+    "tpm-mean-leaves": ("ptpm", {"tsl": False, "ucl": False}),
     "ptpm-batch-reward": ("ptpm", {"reward": "batch"}),
     "ptpm-raw-advantage": ("ptpm", {"advantage_norm": False}),
     "ptpm-prune-bias0": ("ptpm", {"prune_bias_init": 0.0}),
@@ -58,10 +58,12 @@ VARIANTS: Dict[str, Tuple[str, Dict[str, Any]]] = {
     "ptpm-warmup": ("ptpm", {"tree_warmup_steps": 300}),
     "ptpm-ucl-clip2": ("ptpm", {"ucl_self_normalize": False, "ucl_max_weight": 2.0}),
     "ptpm-ucl-clip8": ("ptpm", {"ucl_self_normalize": False, "ucl_max_weight": 8.0}),
+    "tpm-decode-median": ("tpm", {"decode": "median"}),
+    "ptpm-decode-median": ("ptpm", {"decode": "median"}),
 }
-SETTINGS_ORDER = ("ptpm", "ptpm-no-tsl", "ptpm-no-ucl", "tpm", "tpm-mean", "ptpm-batch-reward",
+SETTINGS_ORDER = ("ptpm", "ptpm-no-tsl", "ptpm-no-ucl", "tpm", "tpm-mean-leaves", "ptpm-batch-reward",
                   "ptpm-raw-advantage", "ptpm-prune-bias0", "ptpm-w-tree5", "ptpm-warmup",
-                  "ptpm-ucl-clip2", "ptpm-ucl-clip8")
+                  "ptpm-ucl-clip2", "ptpm-ucl-clip8", "tpm-decode-median", "ptpm-decode-median")
 TABLE2_ORDER = ("mse", "wlr", "d2q", "or", "dml", "cread", "tpm", "ptpm")
 #: Table 2's rows: the tree models also decoded by their other decoder (issue 7), from the
 #: same runs (``<variant>-median`` when the run served the mean, ``-mean`` otherwise)

@@ -137,8 +137,9 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _phase(data_dir: str, cache_dir: str) -> dict:
-    """Load once (in this process) and report time, rows and peak RSS."""
+def _phase(data_dir: str, cache_dir: str, train_epoch: bool = False) -> dict:
+    """Load once (in this process), build the training input up to its first batch, and
+    report times, rows and peak RSS; with ``train_epoch``, also train PTPM for one epoch."""
     os.environ["PTPM_TF_CACHE_DIR"] = cache_dir
     from ptpm_tf.data.registry import load_dataset
     load_before = os.getloadavg()[0]
@@ -148,16 +149,46 @@ def _phase(data_dir: str, cache_dir: str) -> dict:
     secs = time.perf_counter() - t
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-    return {"seconds": round(secs, 2), "cpu_seconds": round(cpu, 2), "rows": len(ds),
-            "columns": ds.frame.shape[1],
-            "frame_mb": round(ds.frame.memory_usage(deep=True).sum() / 2 ** 20, 1),
-            "peak_rss_mb": round(_rss_mb(), 1), "load_avg_1min": round(load_before, 2)}
+    result = {"seconds": round(secs, 2), "cpu_seconds": round(cpu, 2), "rows": len(ds),
+              "columns": ds.frame.shape[1],
+              "frame_mb": round(ds.frame.memory_usage(deep=True).sum() / 2 ** 20, 1),
+              "load_peak_rss_mb": round(_rss_mb(), 1), "load_avg_1min": round(load_before, 2)}
+    result.update(_first_batch_and_epoch(ds, t, train_epoch))
+    result["peak_rss_mb"] = round(_rss_mb(), 1)
+    return result
+
+
+def _first_batch_and_epoch(ds, start: float, train_epoch: bool) -> dict:
+    """The training input as ``ptpm-tf train`` builds it (split, encoder, tree targets,
+    tf.data), timed to its first batch from ``start``; optionally one epoch of PTPM."""
+    import tensorflow as tf
+    from ptpm_tf.data.pipeline import make_tf_dataset
+    from ptpm_tf.data.splits import split_dataset
+    from ptpm_tf.features import FeatureEncoder
+    from ptpm_tf.training import TrainConfig, build_model
+    split = split_dataset(ds)
+    encoder = FeatureEncoder.from_frame(split.train, ds.categorical, ds.numeric)
+    model = build_model(TrainConfig(model="ptpm", dataset=ds.name), encoder)
+    data = make_tf_dataset(encoder.raw_arrays(split.train), model.head.adapt(split.train),
+                           batch_size=1024, shuffle=True)
+    next(iter(data))
+    out = {"first_batch_seconds": round(time.perf_counter() - start, 2),
+           "train_rows": len(split.train)}
+    if train_epoch:
+        model.compile(optimizer=tf.keras.optimizers.Adam(2e-3))
+        t = time.perf_counter()
+        model.fit(data, epochs=1, verbose=0)
+        secs = time.perf_counter() - t
+        out.update(epoch_seconds=round(secs, 1),
+                   epoch_samples_per_second=round(len(split.train) / secs, 1))
+    return out
 
 
 def run_bench(data_dir, rows: int = DEFAULT_ROWS, seed: int = 0, keep: bool = False,
-              log=None) -> dict:
+              log=None, train_epoch: bool = False) -> dict:
     """Write the folder (unless ``keep`` and it exists), empty its cache, then run the cold
-    and the warm load each in a fresh process; return their numbers."""
+    and the warm load (each to the first training batch) in a fresh process each; with
+    ``train_epoch`` the warm one then trains PTPM for one epoch. Returns their numbers."""
     data_dir = Path(data_dir)
     cache_dir = data_dir / "cache"
     csv_path = data_dir / "big_matrix.csv"
@@ -174,8 +205,9 @@ def run_bench(data_dir, rows: int = DEFAULT_ROWS, seed: int = 0, keep: bool = Fa
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
     for phase in ("cold", "warm"):
+        extra = ["--train-epoch"] if (train_epoch and phase == "warm") else []
         out = subprocess.run([sys.executable, "-m", "ptpm_tf.data.scale_bench", "--dir",
-                              str(data_dir), "--phase", phase], check=True,
+                              str(data_dir), "--phase", phase, *extra], check=True,
                              capture_output=True, text=True, env=env)
         result[phase] = json.loads(out.stdout.strip().splitlines()[-1])
         if log:
@@ -190,13 +222,15 @@ def main(argv: Optional[list] = None) -> int:
     ap.add_argument("--dir", default="/tmp/kuairec-scale")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", action="store_true", help="reuse an existing big_matrix.csv")
+    ap.add_argument("--train-epoch", action="store_true",
+                    help="after the warm load, train PTPM for one epoch and report samples/s")
     ap.add_argument("--phase", choices=["cold", "warm"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.phase:
-        print(json.dumps(_phase(args.dir, str(Path(args.dir) / "cache"))))
+        print(json.dumps(_phase(args.dir, str(Path(args.dir) / "cache"), args.train_epoch)))
         return 0
     result = run_bench(args.dir, rows=args.rows, seed=args.seed, keep=args.keep,
-                       log=lambda m: print(m, flush=True))
+                       log=lambda m: print(m, flush=True), train_epoch=args.train_epoch)
     print(json.dumps(result, indent=2))
     return 0
 
