@@ -24,6 +24,7 @@ import tensorflow as tf
 from ptpm_tf import decoding
 from ptpm_tf import metrics as M
 from ptpm_tf.data.dataset import DURATION, LABEL, Dataset
+from ptpm_tf.data.pipeline import feature_batches
 
 #: levels of the reliability plot (the served ``quantiles`` levels are among them)
 CALIBRATION_LEVELS = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2).tolist())
@@ -52,8 +53,8 @@ def predict_quantiles(model, frame: pd.DataFrame, levels: Sequence[float],
             out["p_complete"] = decoding.survival(tree_p, head.leaf_knots, features[DURATION])
         return out
 
-    ds = tf.data.Dataset.from_tensor_slices(model.encoder.raw_arrays(frame)).batch(batch_size)
-    parts = [step(batch) for batch in ds]
+    parts = [step(batch) for batch in
+             feature_batches(model.encoder.compact_arrays(frame), batch_size)]
     return {k: np.concatenate([p[k].numpy() for p in parts]) for k in parts[0]}
 
 

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from ptpm_tf import metrics as M
 from ptpm_tf.data.dataset import LABEL, ORACLE_MEAN, ORACLE_MEDIAN, USER, Dataset
+from ptpm_tf.data.pipeline import feature_batches
 from ptpm_tf.decoding import DECODERS
 from ptpm_tf.heads import TreeHead
 from ptpm_tf.model import WatchTimeModel
@@ -27,9 +28,8 @@ def predict_frame(model: WatchTimeModel, frame: pd.DataFrame,
         raw = model.raw_outputs(features)
         return {**raw, **decode(raw, features)}
 
-    arrays = model.encoder.raw_arrays(frame)
-    ds = tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size)
-    parts = [step(batch) for batch in ds]
+    parts = [step(batch) for batch in
+             feature_batches(model.encoder.compact_arrays(frame), batch_size)]
     return {k: np.concatenate([p[k].numpy() for p in parts]) for k in parts[0]}
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 import tensorflow as tf
 
 from ptpm_tf.data.dataset import Dataset
+from ptpm_tf.data.pipeline import CodedStrings
 
 
 def _is_string(series: pd.Series) -> bool:
@@ -91,6 +92,21 @@ class FeatureEncoder(tf.keras.layers.Layer):
             col = frame[name]
             out[name] = (col.astype(str).to_numpy(dtype=object) if s["dtype"] == "string"
                          else col.to_numpy(np.int64))
+        for name in self.numeric:
+            out[name] = frame[name].to_numpy(np.float32)
+        return out
+
+    def compact_arrays(self, frame: pd.DataFrame) -> dict:
+        """:meth:`raw_arrays` with string columns as :class:`CodedStrings` (int32 codes and
+        their distinct values), for tf.data pipelines over large frames."""
+        out = {}
+        for name, s in self.categorical.items():
+            if s["dtype"] == "string":
+                codes, uniques = pd.factorize(frame[name].astype(str), use_na_sentinel=False)
+                out[name] = CodedStrings(codes.astype(np.int32),
+                                         np.asarray([str(u) for u in uniques], dtype=object))
+            else:
+                out[name] = frame[name].to_numpy(np.int64)
         for name in self.numeric:
             out[name] = frame[name].to_numpy(np.float32)
         return out

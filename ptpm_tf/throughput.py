@@ -30,7 +30,7 @@ def measure(models: Sequence[str], rows: int, depth: int, batch_size: int, repea
     dataset = load_dataset("simulator", rows=rows, seed=seed)
     train = split_dataset(dataset, seed=seed).train
     encoder = FeatureEncoder.from_frame(train, dataset.categorical, dataset.numeric)
-    features = encoder.raw_arrays(train)
+    features = encoder.compact_arrays(train)
     fitted = {}
     for name in models:
         tf.keras.utils.set_random_seed(seed)

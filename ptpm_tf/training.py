@@ -166,9 +166,9 @@ def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
             model(encoder.raw_arrays(split.train.iloc[:2]))
         model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     val_targets = model.head.targets(split.validation, seed=config.seed + 1)
-    train_ds = make_tf_dataset(encoder.raw_arrays(split.train), train_targets,
+    train_ds = make_tf_dataset(encoder.compact_arrays(split.train), train_targets,
                                batch_size=config.batch_size, shuffle=True, seed=config.seed)
-    val_ds = make_tf_dataset(encoder.raw_arrays(split.validation), val_targets,
+    val_ds = make_tf_dataset(encoder.compact_arrays(split.validation), val_targets,
                              batch_size=max(config.batch_size, 4096))
     stop = ResumableEarlyStopping(
         progress_dir=backup.progress_dir if backup is not None else None, writer=writer,

@@ -131,3 +131,26 @@ def test_training_runs_on_each_real_format_sample(name, tmp_path):
     assert run.metrics["dataset"] == name and run.metrics["n_test"] > 0
     assert np.isfinite(run.metrics["mae"]) and 0.0 <= run.metrics["xauc"] <= 1.0
     assert {"user_id", "item_id"} <= set(run.model.encoder.categorical)
+
+
+def test_compact_string_columns_feed_the_model_the_same_strings():
+    """Training and prediction keep string columns as codes until a batch is formed; the
+    model must see exactly what raw_arrays would give it."""
+    import pandas as pd
+    from ptpm_tf.data.pipeline import CodedStrings, feature_batches
+    from ptpm_tf.features import FeatureEncoder
+    frame = pd.DataFrame({"user_id": ["a", "b", "a", "zz", "b"], "item_id": [3, 1, 3, 2, 9],
+                          "level": ["x", "y", "y", "x", "q"], "duration": [1.0, 2.0, np.nan, 4.0, 5.0]})
+    enc = FeatureEncoder.from_frame(frame.iloc[:4], ["user_id", "item_id", "level"], ["duration"])
+    compact = enc.compact_arrays(frame)
+    assert isinstance(compact["user_id"], CodedStrings) and compact["user_id"].codes.dtype == np.int32
+    raw = enc.raw_arrays(frame)
+    batches = list(feature_batches(compact, batch_size=2))
+    for name in ("user_id", "level"):
+        got = np.concatenate([b[name].numpy() for b in batches]).astype(str)
+        np.testing.assert_array_equal(got, raw[name].astype(str))
+    np.testing.assert_array_equal(np.concatenate([b["item_id"].numpy() for b in batches]),
+                                  raw["item_id"])
+    ids, _ = enc(next(iter(feature_batches(compact, batch_size=5))))
+    ids_raw, _ = enc(raw)
+    np.testing.assert_array_equal(ids["user_id"].numpy(), ids_raw["user_id"].numpy())

@@ -1,18 +1,56 @@
 """tf.data input: (raw feature dict, target dict) batches for ``model.fit``."""
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, NamedTuple, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
 
 
-def make_tf_dataset(features: Dict[str, np.ndarray], targets: Dict[str, np.ndarray], *,
+class CodedStrings(NamedTuple):
+    """A string column as int32 codes into its distinct values. Millions of Python string
+    objects would take tens of bytes each per row; the codes take four, and the strings
+    are gathered back per batch inside the pipeline, so the model still sees raw strings."""
+
+    codes: np.ndarray
+    values: np.ndarray
+
+
+Column = Union[np.ndarray, CodedStrings]
+
+
+def _coded(features: Dict[str, Column]) -> Tuple[Dict[str, np.ndarray], dict]:
+    plain = {k: v.codes if isinstance(v, CodedStrings) else v for k, v in features.items()}
+    tables = {k: v.values for k, v in features.items() if isinstance(v, CodedStrings)}
+    return plain, tables
+
+
+def _with_strings(tables: dict):
+    """A batch map that turns coded columns back into their strings."""
+    consts = {k: tf.constant(v, tf.string) for k, v in tables.items()}
+
+    def decode(features, *rest):
+        features = {**features, **{k: tf.gather(t, features[k]) for k, t in consts.items()}}
+        return (features, *rest) if rest else features
+    return decode
+
+
+def feature_batches(features: Dict[str, Column], batch_size: int) -> tf.data.Dataset:
+    """Batches of raw features only, in row order (for prediction)."""
+    plain, tables = _coded(features)
+    ds = tf.data.Dataset.from_tensor_slices(plain).batch(batch_size)
+    if tables:
+        ds = ds.map(_with_strings(tables), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def make_tf_dataset(features: Dict[str, Column], targets: Dict[str, np.ndarray], *,
                     batch_size: int, shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
     """Batches of ``(features, targets)``; shuffled each epoch (seeded) when training.
 
     The arrays are sliced in place by ``from_tensor_slices``, so the pipeline holds one
-    copy of the table.
+    copy of the table; string columns given as :class:`CodedStrings` stay int32 codes
+    until a batch is formed.
 
     ``batch_size`` is the global batch. Under a ``tf.distribute`` strategy, Keras splits
     each batch over the replicas, and with several workers the input is sharded by data
@@ -21,9 +59,13 @@ def make_tf_dataset(features: Dict[str, np.ndarray], targets: Dict[str, np.ndarr
     trained on once per epoch by one worker. Without a strategy the option does nothing.
     """
     n = len(next(iter(targets.values())))
-    ds = tf.data.Dataset.from_tensor_slices((features, targets))
+    plain, tables = _coded(features)
+    ds = tf.data.Dataset.from_tensor_slices((plain, targets))
     if shuffle:
         ds = ds.shuffle(min(n, 200_000), seed=seed, reshuffle_each_iteration=True)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(options)
+    ds = ds.batch(batch_size)
+    if tables:
+        ds = ds.map(_with_strings(tables), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)

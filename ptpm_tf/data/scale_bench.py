@@ -169,7 +169,7 @@ def _first_batch_and_epoch(ds, start: float, train_epoch: bool) -> dict:
     split = split_dataset(ds)
     encoder = FeatureEncoder.from_frame(split.train, ds.categorical, ds.numeric)
     model = build_model(TrainConfig(model="ptpm", dataset=ds.name), encoder)
-    data = make_tf_dataset(encoder.raw_arrays(split.train), model.head.adapt(split.train),
+    data = make_tf_dataset(encoder.compact_arrays(split.train), model.head.adapt(split.train),
                            batch_size=1024, shuffle=True)
     next(iter(data))
     out = {"first_batch_seconds": round(time.perf_counter() - start, 2),
