@@ -32,7 +32,7 @@ from ptpm_tf.data.dataset import (DURATION, ITEM, LABEL, TIMESTAMP, USER, Datase
                                   DataError, LoadReport)
 from ptpm_tf.data.files import dataset_location, find_file, find_files
 from ptpm_tf.data.join import join_features
-from ptpm_tf.data.kuairec import USER_CATEGORICAL, USER_NUMERIC, note_side_drops
+from ptpm_tf.data.kuairec import USER_CATEGORICAL, USER_NUMERIC, join_user_features, note_side_drops
 from ptpm_tf.data.reader import Column, csv_header, drop_rows, read_csv
 
 VERSION = 1
@@ -104,13 +104,7 @@ def build(logs: Sequence[Path], *, users: Optional[Path] = None,
     del f
     side = LoadReport()
     if users is not None:
-        table = read_csv(users, [Column("user_id", "int"),
-                                 *[Column(c, "cat", missing="keep") for c in USER_CATEGORICAL],
-                                 *[Column(c, missing="keep") for c in USER_NUMERIC]],
-                         strict=strict, report=side)
-        c, n = join_features(frame, table, key="user_id", frame_key=USER,
-                             categorical=USER_CATEGORICAL, numeric=USER_NUMERIC,
-                             report=report, what=f"user features ({users.name})")
+        c, n = join_user_features(frame, users, strict=strict, report=report, side=side)
         categorical += c
         numeric += n
     if videos is not None:

@@ -95,13 +95,7 @@ def build(main: Path, *, users: Optional[Path] = None, categories: Optional[Path
     numeric: List[str] = []
     side = LoadReport()
     if users is not None:
-        table = read_csv(users, [Column("user_id", "int"),
-                                 *[Column(c, "cat", missing="keep") for c in USER_CATEGORICAL],
-                                 *[Column(c, missing="keep") for c in USER_NUMERIC]],
-                         strict=strict, report=side)
-        c, n = join_features(frame, table, key="user_id", frame_key=USER,
-                             categorical=USER_CATEGORICAL, numeric=USER_NUMERIC,
-                             report=report, what=f"user features ({users.name})")
+        c, n = join_user_features(frame, users, strict=strict, report=report, side=side)
         categorical += c
         numeric += n
     if categories is not None:
@@ -124,6 +118,19 @@ def build(main: Path, *, users: Optional[Path] = None, categories: Optional[Path
                                      what=f"item daily features ({daily.name})")[0]
     note_side_drops(report, side)
     return Dataset(NAME, frame, categorical, numeric, report)
+
+
+def join_user_features(frame: pd.DataFrame, users: Path, *, strict: bool, report: LoadReport,
+                       side: LoadReport):
+    """Join Kuaishou's user_features file (the same layout in KuaiRec and KuaiRand) onto
+    ``frame`` by user id; returns the (categorical, numeric) columns added."""
+    table = read_csv(users, [Column("user_id", "int"),
+                             *[Column(c, "cat", missing="keep") for c in USER_CATEGORICAL],
+                             *[Column(c, missing="keep") for c in USER_NUMERIC]],
+                     strict=strict, report=side)
+    return join_features(frame, table, key="user_id", frame_key=USER,
+                         categorical=USER_CATEGORICAL, numeric=USER_NUMERIC,
+                         report=report, what=f"user features ({users.name})")
 
 
 def note_side_drops(report: LoadReport, side: LoadReport) -> None:

@@ -169,6 +169,19 @@ def csv_header(path, sep: str = ",", encoding: str = "utf-8") -> List[str]:
 
 # ---------------------------------------------------------------------------- CSV
 
+def _take_rows(batches, rows: Optional[int]):
+    """Record batches from a stream, cut at ``rows`` rows (all when None); returns
+    (batches, row count) and stops reading once enough rows are in."""
+    taken, n = [], 0
+    for batch in batches:
+        if rows is not None and n + batch.num_rows >= rows:
+            taken.append(batch.slice(0, rows - n))
+            return taken, rows
+        taken.append(batch)
+        n += batch.num_rows
+    return taken, n
+
+
 def read_csv(path, columns: Sequence[Column], *, sep: str = ",", rows: Optional[int] = None,
              strict: bool = False, report: Optional[LoadReport] = None,
              encoding: str = "utf-8") -> pd.DataFrame:
@@ -199,14 +212,7 @@ def read_csv(path, columns: Sequence[Column], *, sep: str = ",", rows: Optional[
     try:
         stream = pv.open_csv(path, read_options=read_opts, parse_options=parse_opts,
                              convert_options=conv_opts)
-        batches, n = [], 0
-        for batch in stream:
-            if rows is not None and n + batch.num_rows >= rows:
-                batches.append(batch.slice(0, rows - n))
-                n = rows
-                break
-            batches.append(batch)
-            n += batch.num_rows
+        batches, n = _take_rows(stream, rows)
         table = pa.Table.from_batches(batches, schema=stream.schema)
     except pa.ArrowInvalid as e:
         raise DataError(f"cannot parse the CSV: {e}", file=path) from None
@@ -262,14 +268,7 @@ def read_parquet(path, columns: Sequence[Column], *, rows: Optional[int] = None,
         raise DataError(f"not a readable Parquet file: {e}", file=path) from None
     found = resolve_columns(pf.schema_arrow.names, columns, path, row=None)
     names = list(dict.fromkeys(found.values()))
-    batches, n = [], 0
-    for batch in pf.iter_batches(columns=names, batch_size=1 << 20):
-        if rows is not None and n + batch.num_rows >= rows:
-            batches.append(batch.slice(0, rows - n))
-            n = rows
-            break
-        batches.append(batch)
-        n += batch.num_rows
+    batches, n = _take_rows(pf.iter_batches(columns=names, batch_size=1 << 20), rows)
     if n == 0:
         raise DataError("no data rows", file=path, row=1)
     table = pa.Table.from_batches(batches)
