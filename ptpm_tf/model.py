@@ -71,7 +71,7 @@ class WatchTimeModel(tf.keras.Model):
         self.loss_trackers["loss"].update_state(loss)
         for name, value in parts.items():
             self.loss_trackers[name].update_state(value)
-        self.mae_tracker.update_state(targets[LABEL], self.head.decode(outputs, features)["watch_time"])
+        self.mae_tracker.update_state(targets[LABEL], self.head.point_prediction(outputs, features))
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):

@@ -1,6 +1,8 @@
 """Shared test set-up."""
 import pytest
 
+import ptpm_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before any test file imports TensorFlow)
+
 
 @pytest.fixture(autouse=True)
 def _isolated_dataset_cache(tmp_path_factory, monkeypatch):

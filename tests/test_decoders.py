@@ -327,3 +327,17 @@ def test_checkpoint_without_knots_falls_back_to_linear_interpolation():
     expected = decoding.knot_grid(decoding.linear_leaf_knots(b, 2))
     np.testing.assert_allclose(h.leaf_knots.numpy(), expected)
     assert expected[0] == b[0] and expected[-1] == b[-1] and expected[2] == b[1]
+
+
+@pytest.mark.parametrize("decode", ["mean", "median"])
+@pytest.mark.parametrize("tsl", [True, False])
+def test_point_prediction_is_decodes_watch_time(decode, tsl):
+    """The training step's MAE uses point_prediction; it must be exactly what is served."""
+    import pandas as pd
+    from ptpm_tf.heads import TreeHead
+    rng = np.random.default_rng(0)
+    head = TreeHead(depth=3, tsl=tsl, decode=decode)
+    head.adapt(pd.DataFrame({"watch_time": rng.exponential(10, 500)}))
+    out = head(tf.constant(rng.normal(size=(64, 8)), tf.float32))
+    np.testing.assert_allclose(head.point_prediction(out).numpy(),
+                               head.decode(out)["watch_time"].numpy(), rtol=1e-5, atol=1e-5)

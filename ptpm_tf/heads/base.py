@@ -46,6 +46,12 @@ class Head(tf.keras.layers.Layer):
         """
         raise NotImplementedError
 
+    def point_prediction(self, outputs: Dict[str, tf.Tensor],
+                         features: Dict[str, tf.Tensor]) -> tf.Tensor:
+        """[B] the served ``watch_time`` alone, for the running metrics of every training
+        step; heads whose ``decode`` returns more override it to skip that work."""
+        return self.decode(outputs, features)["watch_time"]
+
     def decode(self, outputs: Dict[str, tf.Tensor],
                features: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         """Predictions from raw outputs; ``features`` are the raw inputs (for heads whose

@@ -179,6 +179,16 @@ class TreeHead(Head):
         outputs are listed in the class docstring)."""
         return self._decode(outputs, features, diagnostics=False)
 
+    def point_prediction(self, outputs, features=None):
+        """``watch_time`` of :meth:`decode` without its other outputs (the training step's
+        MAE needs only this)."""
+        if self.decoder == "median":
+            return self.quantile(outputs, (0.5,))[:, 0]
+        reach = tf.exp(self.ops.log_reach(outputs["cls_logits"]))
+        mask = (self.ops.pruned_leaves(tf.cast(outputs["prune_logits"] > 0.0, tf.float32))
+                if self.tsl else self.ops.global_leaf_mask(tf.shape(reach)[0]))
+        return tf.linalg.matvec(reach * mask, self.node_value)
+
     def decode_all(self, outputs, features=None):
         """:meth:`decode` with every distributional output, plus both decoders of the
         global tree (``watch_time_global_mean``, ``watch_time_global_median``), for
