@@ -433,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("train", help="train one model; writes RUN_DIR/metrics.json (test split)")
-    p.add_argument("--model", default="ptpm", choices=MODEL_NAMES)
+    p.add_argument("--model", default="ptpm", choices=MODEL_NAMES,
+                   help="ptpm (default), tpm (paper-literal TPM) or a baseline of Table 2")
     _add_data_args(p)
     _add_train_args(p)
     _add_baseline_args(p)
