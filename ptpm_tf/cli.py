@@ -214,8 +214,8 @@ def _demo_serving(runs, split, export_dir: Path) -> None:
     i = int(pruned[0]) if len(pruned) else 0
     info = json.loads((paths[name] / "assets.extra" / INFO_FILE).read_text())["tree"]
     row = candidates.iloc[i]
-    print(f"\nOne request to the exported {name.upper()} (test row {i}: user {row['user_id']}, "
-          f"item {row['item_id']}, duration {row.get('duration', float('nan')):.1f} s, "
+    print(f"\nOne request to the exported {name.upper()} (test row {i}: user {candidates['user_id'].iloc[i]}, "
+          f"item {candidates['item_id'].iloc[i]}, duration {row.get('duration', float('nan')):.1f} s, "
           f"actual watch time {row['watch_time']:.1f} s); "
           f"{len(pruned)} of the first {len(candidates)} test rows have a pruned tree.")
     print(describe_tree({k: v[i] for k, v in out.items()}, info["depth"],

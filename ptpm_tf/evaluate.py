@@ -48,6 +48,11 @@ def evaluate_frame(model: WatchTimeModel, frame: pd.DataFrame, dataset: Dataset,
         head = model.head
         out["decode"] = head.decoder
         out["avg_tree_depth"] = float(pred["tree_depth"].mean())
+        # the deepest leaf hides pruning elsewhere in the tree: also report how many
+        # requests have any node pruned, and the expected depth of the leaf a request
+        # lands in (how many classifiers its prediction actually uses)
+        out["pruned_share"] = float(pred["prune_mask"].any(axis=1).mean())
+        out["avg_path_depth"] = float((pred["leaf_prob"] * head.geometry.node_depth).sum(1).mean())
         p_g = pred["watch_time_global"].astype(np.float64)
         out["mae_global_tree"] = M.mae(y, p_g)
         out["xauc_global_tree"] = M.xauc(y, p_g)

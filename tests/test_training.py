@@ -154,3 +154,12 @@ def test_compact_string_columns_feed_the_model_the_same_strings():
     ids, _ = enc(next(iter(feature_batches(compact, batch_size=5))))
     ids_raw, _ = enc(raw)
     np.testing.assert_array_equal(ids["user_id"].numpy(), ids_raw["user_id"].numpy())
+
+
+def test_pruning_statistics_are_reported(ptpm_run):
+    metrics = ptpm_run[0].metrics
+    assert 0.0 <= metrics["pruned_share"] <= 1.0
+    # the expected leaf depth is at most the deepest leaf, and equals it without pruning
+    assert 1.0 <= metrics["avg_path_depth"] <= metrics["avg_tree_depth"] + 1e-6
+    if metrics["pruned_share"] == 0.0:
+        assert metrics["avg_path_depth"] == pytest.approx(metrics["avg_tree_depth"], rel=1e-5)
