@@ -99,10 +99,14 @@ def sample_advantage(y: tf.Tensor, pred_tree: tf.Tensor, pred_global: tf.Tensor,
     error. Each sample's advantage then depends on its own pruning action only, which is
     what gives REINFORCE a per-sample credit instead of one scalar for the whole batch.
     ``error='absolute'`` uses the absolute instead of the squared error."""
-    conc_t, valid = _concordance(y, pred_tree, pred_global)
-    conc_g, _ = _concordance(y, pred_global, pred_global)
-    n_pairs = tf.reduce_sum(valid, axis=1)
-    d_xauc = tf.math.divide_no_nan(tf.reduce_sum(conc_t - conc_g, axis=1), n_pairs)
+    # conc_T - conc_g = 1/2 sign(dy) (sign(pT_i - pg_j) - sign(pg_i - pg_j)): sign(dy) is 0
+    # on label ties, so it is also the pair mask, and the two [B, B'] concordances share it.
+    y_col, pg_col = distribute.global_batch((y, pred_global))
+    sign_dy = tf.sign(y[:, None] - y_col[None, :])
+    swing = (tf.sign(pred_tree[:, None] - pg_col[None, :])
+             - tf.sign(pred_global[:, None] - pg_col[None, :]))
+    n_pairs = tf.reduce_sum(tf.abs(sign_dy), axis=1)
+    d_xauc = tf.math.divide_no_nan(0.5 * tf.reduce_sum(sign_dy * swing, axis=1), n_pairs)
     d_err = _error(pred_tree, y, scale, error) - _error(pred_global, y, scale, error)
     return d_xauc - d_err
 

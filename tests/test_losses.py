@@ -118,3 +118,28 @@ def test_tree_loss_reaches_only_the_pruner_and_tpm_terms_only_the_classifier():
         assert tape.gradient(parts[name], out["prune_logits"]) is None
         assert np.any(tape.gradient(parts[name], out["cls_logits"]).numpy() != 0)
     assert np.any(tape.gradient(parts["tree"], out["prune_logits"]).numpy() != 0)
+
+
+def test_sample_advantage_equals_its_definition_by_pairs():
+    """Sample i's advantage: its concordant-pair share with the pruned instead of the global
+    prediction (against the others' global predictions, label ties excluded, prediction
+    ties 1/2), minus the change of its normalised squared error; brute force over pairs."""
+    rng = np.random.default_rng(0)
+    n = 40
+    y = rng.integers(0, 6, n).astype(np.float32)  # many label ties
+    pg = rng.integers(0, 5, n).astype(np.float32)  # and prediction ties
+    pt = pg + rng.choice([-1.0, 0.0, 1.0], n).astype(np.float32)
+    scale = 2.0
+
+    def conc(a, b, dy):
+        return 0.5 * (1 + np.sign(dy) * np.sign(a - b))
+
+    expected = np.zeros(n)
+    for i in range(n):
+        js = [j for j in range(n) if y[j] != y[i]]
+        share = sum(conc(pt[i], pg[j], y[i] - y[j]) - conc(pg[i], pg[j], y[i] - y[j]) for j in js)
+        expected[i] = (share / len(js) if js else 0.0) - (
+            ((pt[i] - y[i]) / scale) ** 2 - ((pg[i] - y[i]) / scale) ** 2)
+    got = losses.sample_advantage(tf.constant(y), tf.constant(pt), tf.constant(pg),
+                                  tf.constant(scale)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
