@@ -132,11 +132,11 @@ def linear_leaf_knots(leaf_bounds: np.ndarray, knots: int = LEAF_KNOTS) -> np.nd
 # ---------------------------------------------------------------------- graph ops (TF)
 
 
-def leaf_distribution(node_prob: tf.Tensor, leaf_mask: tf.Tensor,
-                      spread: tf.Tensor) -> tf.Tensor:
-    """[B, N] reach probabilities and [B, N] leaf-of-T indicator -> [B, L] probabilities
-    of the global leaves (``spread`` from :func:`spread_matrix`)."""
-    return tf.matmul(node_prob * leaf_mask, spread)
+def leaf_distribution(leaf_prob: tf.Tensor, spread: tf.Tensor) -> tf.Tensor:
+    """[B, N] probabilities of the leaves of T (reach probabilities times T's leaf
+    indicator) -> [B, L] probabilities of the global leaves (``spread`` from
+    :func:`spread_matrix`)."""
+    return tf.matmul(leaf_prob, spread)
 
 
 def _sizes(leaf_prob: tf.Tensor, knots: tf.Tensor) -> tuple:

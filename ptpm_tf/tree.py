@@ -238,14 +238,16 @@ class TreeOps:
         return 1.0 - blocked[:, 1: self.geometry.n_internal]
 
     @staticmethod
-    def moments(node_prob: tf.Tensor, leaf_mask: tf.Tensor, value: tf.Tensor,
-                m2: tf.Tensor) -> tuple:
-        """Expectation (Eq. 2) and variance (Eq. 3) over the leaves selected by
-        ``leaf_mask`` [B, N] (the global leaves, or a pruned tree's leaves)."""
-        p = node_prob * leaf_mask
-        mean = tf.linalg.matvec(p, value)
-        var = tf.nn.relu(tf.linalg.matvec(p, m2) - tf.square(mean))
+    def moments(leaf_prob: tf.Tensor, value: tf.Tensor, m2: tf.Tensor) -> tuple:
+        """Expectation (Eq. 2) and variance (Eq. 3) of a tree from its leaf probabilities
+        [B, N] (reach probabilities times the tree's leaf indicator, zero elsewhere)."""
+        mean = tf.linalg.matvec(leaf_prob, value)
+        var = tf.nn.relu(tf.linalg.matvec(leaf_prob, m2) - tf.square(mean))
         return mean, var
+
+    def global_leaf_prob(self, reach: tf.Tensor) -> tf.Tensor:
+        """[B, N] reach probabilities restricted to the global tree's leaves."""
+        return reach * self.is_global_leaf
 
     def global_leaf_mask(self, batch: tf.Tensor) -> tf.Tensor:
         return tf.tile(self.is_global_leaf[None, :], [batch, 1])

@@ -113,7 +113,7 @@ def test_median_of_one_leaf_mass_lies_inside_that_leaf():
     node_prob[0, 1] = 1.0
     mask = np.zeros_like(node_prob)
     mask[0, 1] = 1.0
-    leaf_p = decoding.leaf_distribution(tf.constant(node_prob), tf.constant(mask),
+    leaf_p = decoding.leaf_distribution(tf.constant(node_prob * mask),
                                         tf.constant(decoding.spread_matrix(geom)))
     np.testing.assert_allclose(leaf_p.numpy()[0], [1 / 8] * 8 + [0] * 8, atol=1e-7)
     m = decoding.quantiles(leaf_p, _grid(knots), [0.5]).numpy()[0, 0]
@@ -161,13 +161,13 @@ def test_unpruned_spread_equals_global_leaves_and_mean_is_e_t():
                                              tf.float32)))
     spread = tf.constant(decoding.spread_matrix(geom))
     none = ops.pruned_leaves(tf.zeros([16, geom.n_internal - 1]))
-    np.testing.assert_allclose(decoding.leaf_distribution(reach, none, spread).numpy(),
+    np.testing.assert_allclose(decoding.leaf_distribution(reach * none, spread).numpy(),
                                reach.numpy()[:, geom.n_internal:], atol=1e-6)
     # a pruned tree: the spread distribution's mean over leaf means is E_T of Eq. 2
     actions = tf.constant(rng.random((16, geom.n_internal - 1)) < 0.4, tf.float32)
     mask = ops.pruned_leaves(actions)
-    leaf_p = decoding.leaf_distribution(reach, mask, spread).numpy()
-    e_t, _ = ops.moments(reach, mask, tf.constant(tree.node_value), tf.constant(tree.node_m2))
+    leaf_p = decoding.leaf_distribution(reach * mask, spread).numpy()
+    e_t, _ = ops.moments(reach * mask, tf.constant(tree.node_value), tf.constant(tree.node_m2))
     np.testing.assert_allclose(leaf_p.sum(1), 1.0, atol=1e-5)
     np.testing.assert_allclose(leaf_p @ tree.node_value[geom.n_internal:], e_t.numpy(),
                                rtol=2e-3)
@@ -261,7 +261,7 @@ def test_tree_head_outputs_match_the_decoding_functions():
     out = h.decode(raw, {"duration": duration})
     reach = tf.exp(h.ops.log_reach(raw["cls_logits"]))
     mask = h.ops.pruned_leaves(tf.cast(raw["prune_logits"] > 0, tf.float32))
-    tree_p = decoding.leaf_distribution(reach, mask, h.spread)
+    tree_p = decoding.leaf_distribution(reach * mask, h.spread)
     global_p = reach[:, geom.n_internal:]
     knots = h.leaf_knots
     np.testing.assert_allclose(out["watch_time"], decoding.quantiles(tree_p, knots, [0.5])[:, 0],

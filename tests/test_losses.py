@@ -76,8 +76,8 @@ def _train_pruner(reward, kinds, n=64, steps=80, lr=1.0):
     q = np.array([kinds[k][0] for k in kind], np.float32)
     y = tf.constant([kinds[k][1] for k in kind], tf.float32)
     reach = tf.exp(head.ops.log_reach(tf.constant(_logit(q))))
-    mean_g, _ = head.ops.moments(reach, head.ops.global_leaf_mask(len(q)),
-                                 head.node_value, head.node_m2)
+    mean_g, _ = head.ops.moments(head.ops.global_leaf_prob(reach), head.node_value,
+                                 head.node_m2)
     params = tf.Variable(tf.zeros([len(kinds), 2]))
     opt = tf.keras.optimizers.SGD(lr)
     for _ in range(steps):

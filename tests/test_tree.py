@@ -35,8 +35,8 @@ def test_unpruned_tree_equals_global_expectation():
     m2 = value ** 2 + 3.0
     reach = tf.exp(ops.log_reach(_random_logits(rng, 32, geom)))
     none = tf.zeros([32, geom.n_internal - 1])
-    e_t, v_t = ops.moments(reach, ops.pruned_leaves(none), value, m2)
-    e_g, v_g = ops.moments(reach, ops.global_leaf_mask(32), value, m2)
+    e_t, v_t = ops.moments(reach * ops.pruned_leaves(none), value, m2)
+    e_g, v_g = ops.moments(ops.global_leaf_prob(reach), value, m2)
     np.testing.assert_allclose(e_t.numpy(), e_g.numpy(), rtol=1e-6)
     np.testing.assert_allclose(v_t.numpy(), v_g.numpy(), rtol=1e-5)
     assert np.all(ops.tree_depth(ops.pruned_leaves(none)).numpy() == 5)
@@ -56,11 +56,11 @@ def test_pruning_both_children_of_root_gives_two_leaf_tree_by_hand():
     actions[0, 2:] = 1.0  # decisions below pruned nodes change nothing
     mask = ops.pruned_leaves(tf.constant(actions)).numpy()
     assert np.flatnonzero(mask[0]).tolist() == [1, 2]
-    e, _ = ops.moments(reach, tf.constant(mask), value, value ** 2)
+    e, _ = ops.moments(reach * mask, value, value ** 2)
     assert e.numpy()[0] == pytest.approx(0.7 * 10.0 + 0.3 * 20.0, rel=1e-5)
     assert ops.tree_depth(tf.constant(mask)).numpy()[0] == 1
     # variance of a two-point distribution: p(1-p)(v2-v1)^2
-    _, var = ops.moments(reach, tf.constant(mask), value, value ** 2)
+    _, var = ops.moments(reach * mask, value, value ** 2)
     assert var.numpy()[0] == pytest.approx(0.7 * 0.3 * 10.0 ** 2, rel=1e-4)
 
 

@@ -169,10 +169,11 @@ class TreeHead(Head):
         return out
 
     def _global(self, log_reach):
+        """(reach probabilities, the global tree's leaf probabilities, its mean, variance)."""
         reach = tf.exp(log_reach)
-        mask = self.ops.global_leaf_mask(tf.shape(reach)[0])
-        mean, var = self.ops.moments(reach, mask, self.node_value, self.node_m2)
-        return reach, mask, mean, var
+        leaf_prob = self.ops.global_leaf_prob(reach)
+        mean, var = self.ops.moments(leaf_prob, self.node_value, self.node_m2)
+        return reach, leaf_prob, mean, var
 
     def decode(self, outputs, features=None):
         """Predictions with the deterministic personalised tree ``a = 1[pi > 0.5]`` (the
@@ -205,7 +206,7 @@ class TreeHead(Head):
         if not self.tsl:
             return global_p, global_p
         mask = self.ops.pruned_leaves(tf.cast(outputs["prune_logits"] > 0.0, tf.float32))
-        return decoding.leaf_distribution(reach, mask, self.spread), global_p
+        return decoding.leaf_distribution(reach * mask, self.spread), global_p
 
     def quantile(self, outputs, levels, global_tree: bool = False):
         """[B, Q] quantiles at any ``levels`` in (0, 1) of the personalised (or, with
@@ -221,17 +222,20 @@ class TreeHead(Head):
 
     def _decode(self, outputs, features, diagnostics):
         log_reach = self.ops.log_reach(outputs["cls_logits"])
-        reach, mask, mean_g, var_g = self._global(log_reach)
+        reach, leaf_prob, mean_g, var_g = self._global(log_reach)
         if self.tsl:
             actions = tf.cast(outputs["prune_logits"] > 0.0, tf.float32)
             mask = self.ops.pruned_leaves(actions)
-            mean, var = self.ops.moments(reach, mask, self.node_value, self.node_m2)
+            leaf_prob = reach * mask
+            mean, var = self.ops.moments(leaf_prob, self.node_value, self.node_m2)
+            depth = self.ops.tree_depth(mask)
         else:
             actions = tf.zeros([tf.shape(reach)[0], self.geometry.n_internal - 1])
             mean, var = mean_g, var_g
+            depth = tf.fill(tf.shape(mean), float(self.depth))
         out = {"watch_time": mean, "watch_time_global": mean_g, "variance": var,
-               "prune_mask": tf.cast(actions, tf.int32), "leaf_prob": reach * mask,
-               "tree_depth": self.ops.tree_depth(mask)}
+               "prune_mask": tf.cast(actions, tf.int32), "leaf_prob": leaf_prob,
+               "tree_depth": depth}
         full = self.distribution_outputs or diagnostics
         need_global = self.decoder == "median" or diagnostics
         if not full and not need_global:
@@ -240,7 +244,7 @@ class TreeHead(Head):
         levels = self._levels if full else (0.5,)
         median_col = self._median_col if full else 0
         if self.tsl:
-            tree_p = decoding.leaf_distribution(reach, mask, self.spread)
+            tree_p = decoding.leaf_distribution(leaf_prob, self.spread)
             if need_global and not full:  # one pass over both trees' medians (fewer ops)
                 both = decoding.quantiles(tf.concat([tree_p, global_p], 0), self.leaf_knots,
                                           levels, normalized=True)
@@ -315,12 +319,12 @@ class TreeHead(Head):
         mask = self.ops.pruned_leaves(actions)
         reach = tf.stop_gradient(reach)
         if self.reward_decoder == "median":
-            pred_t = decoding.quantiles(decoding.leaf_distribution(reach, mask, self.spread),
+            pred_t = decoding.quantiles(decoding.leaf_distribution(reach * mask, self.spread),
                                         self.leaf_knots, [0.5])[:, 0]
             pred_g = decoding.quantiles(reach[:, self.geometry.n_internal:],
                                         self.leaf_knots, [0.5])[:, 0]
         else:
-            pred_t, _ = self.ops.moments(reach, mask, self.node_value, self.node_m2)
+            pred_t, _ = self.ops.moments(reach * mask, self.node_value, self.node_m2)
             pred_g = tf.stop_gradient(mean_g)
         if self.reward == "batch":
             adv = losses.batch_advantage(y, pred_t, pred_g, self.label_scale,
