@@ -6,13 +6,12 @@ training hash into OOV buckets instead of failing.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from ptpm_tf.data.dataset import Dataset
 from ptpm_tf.data.pipeline import CodedStrings
 
 
@@ -71,10 +70,6 @@ class FeatureEncoder(tf.keras.layers.Layer):
             num[name] = {"mean": mean, "std": std if std > 1e-8 else 1.0}
         return cls(cat, num, num_oov=num_oov)
 
-    @property
-    def feature_names(self) -> List[str]:
-        return [*self.categorical, *self.numeric]
-
     def vocab_size(self, name: str) -> int:
         return len(self.categorical[name]["vocab"]) + self.num_oov
 
@@ -128,6 +123,3 @@ class FeatureEncoder(tf.keras.layers.Layer):
         return {**super().get_config(), "categorical": self.categorical,
                 "numeric": self.numeric, "num_oov": self.num_oov}
 
-
-def encoder_for(dataset: Dataset, train: pd.DataFrame, **kwargs) -> FeatureEncoder:
-    return FeatureEncoder.from_frame(train, dataset.categorical, dataset.numeric, **kwargs)

@@ -186,9 +186,10 @@ class TreeHead(Head):
         if self.decoder == "median":
             return self.quantile(outputs, (0.5,))[:, 0]
         reach = tf.exp(self.ops.log_reach(outputs["cls_logits"]))
-        mask = (self.ops.pruned_leaves(tf.cast(outputs["prune_logits"] > 0.0, tf.float32))
-                if self.tsl else self.ops.global_leaf_mask(tf.shape(reach)[0]))
-        return tf.linalg.matvec(reach * mask, self.node_value)
+        leaf_prob = (reach * self.ops.pruned_leaves(
+            tf.cast(outputs["prune_logits"] > 0.0, tf.float32))
+            if self.tsl else self.ops.global_leaf_prob(reach))
+        return tf.linalg.matvec(leaf_prob, self.node_value)
 
     def decode_all(self, outputs, features=None):
         """:meth:`decode` with every distributional output, plus both decoders of the
