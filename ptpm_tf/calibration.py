@@ -10,6 +10,16 @@ the completion probability ``p_complete = P(W > duration)`` against the observed
 ``watch_time >= duration``. On simulator data the oracle (the exact conditional
 distribution of every row) is scored the same way: its pinball loss is the floor.
 :func:`write_calibration` writes the JSON and the reliability plot (PNG).
+
+**Recalibrating the completion probability.** The tree's leaves are in absolute seconds,
+so each item's completion spike (a point mass at exactly its duration) is smeared over the
+leaf that holds the duration: ``P(W > duration)`` read off the leaf distribution is biased
+low (by 0.05-0.09 on the simulator; ``docs/benchmarks-decoders.md``).
+:func:`fit_completion_map` fits a monotone map from that raw probability to the observed
+completion rate on the **validation** split (binned isotonic regression); the tree head
+stores it as the constant ``completion_map`` and serves ``p_complete`` through it
+(:func:`ptpm_tf.decoding.monotone_map`). Being monotone it keeps the ranking of the raw
+probability and only corrects its level.
 """
 from __future__ import annotations
 
@@ -29,6 +39,10 @@ from ptpm_tf.data.pipeline import feature_batches
 #: levels of the reliability plot (the served ``quantiles`` levels are among them)
 CALIBRATION_LEVELS = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2).tolist())
 COMPLETION_BINS = 10
+#: equal-count bins of the raw completion probability that the recalibration map is fitted
+#: on, and the fewest validation rows it is fitted from (else the map stays the identity)
+COMPLETION_FIT_BINS = 20
+COMPLETION_FIT_MIN_ROWS = 200
 #: completion bins with fewer rows are left out of the plot (they stay in the JSON)
 MIN_BIN_ROWS = 20
 
@@ -36,8 +50,8 @@ MIN_BIN_ROWS = 20
 def predict_quantiles(model, frame: pd.DataFrame, levels: Sequence[float],
                       batch_size: int = 8192) -> Dict[str, np.ndarray]:
     """[n, Q] quantiles of the personalised (``tree``) and global (``global``) tree's
-    distributions at ``levels``, plus [n] ``p_complete`` of the personalised tree when
-    the frame has a duration."""
+    distributions at ``levels``, plus [n] ``p_complete`` of the personalised tree (as
+    served, and ``p_complete_raw`` before recalibration) when the frame has a duration."""
     head = model.head
     if not hasattr(head, "leaf_distributions"):
         raise ValueError("calibration needs a tree model (a head with a leaf distribution)")
@@ -50,12 +64,68 @@ def predict_quantiles(model, frame: pd.DataFrame, levels: Sequence[float],
         out = {"tree": decoding.quantiles(tree_p, head.leaf_knots, levels),
                "global": decoding.quantiles(global_p, head.leaf_knots, levels)}
         if with_duration:
-            out["p_complete"] = decoding.survival(tree_p, head.leaf_knots, features[DURATION])
+            raw = decoding.survival(tree_p, head.leaf_knots, features[DURATION])
+            out.update(p_complete_raw=raw,
+                       p_complete=decoding.monotone_map(raw, head.completion_map))
         return out
 
     parts = [step(batch) for batch in
              feature_batches(model.encoder.compact_arrays(frame), batch_size)]
     return {k: np.concatenate([p[k].numpy() for p in parts]) for k in parts[0]}
+
+
+def raw_completion(model, frame: pd.DataFrame, batch_size: int = 8192) -> np.ndarray:
+    """[n] the personalised tree's ``P(W > duration)`` before recalibration."""
+    head = model.head
+
+    @tf.function
+    def step(features):
+        tree_p, _ = head.leaf_distributions(model.raw_outputs(features))
+        return decoding.survival(tree_p, head.leaf_knots, features[DURATION], normalized=True)
+
+    return np.concatenate([step(b).numpy() for b in
+                           feature_batches(model.encoder.compact_arrays(frame), batch_size)])
+
+
+def isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The non-decreasing sequence closest to ``values`` in weighted least squares (pool
+    adjacent violators; a loop over the few bins, never over rows)."""
+    blocks = []  # [mean, weight, count]
+    for v, w in zip(np.asarray(values, np.float64), np.asarray(weights, np.float64)):
+        blocks.append([v, w, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            v2, w2, c2 = blocks.pop()
+            v1, w1, c1 = blocks[-1]
+            blocks[-1] = [(v1 * w1 + v2 * w2) / (w1 + w2), w1 + w2, c1 + c2]
+    return np.concatenate([np.full(c, v) for v, _, c in blocks])
+
+
+def fit_completion_map(raw: np.ndarray, done: np.ndarray,
+                       grid: int = decoding.COMPLETION_GRID,
+                       bins: int = COMPLETION_FIT_BINS,
+                       min_rows: int = COMPLETION_FIT_MIN_ROWS) -> np.ndarray:
+    """[grid + 1] values at ``j / grid`` of the monotone map from the raw completion
+    probability to the completion rate.
+
+    The rows (NaN ones dropped) are sorted by ``raw`` and cut into ``bins`` equal-count
+    bins; each bin gives a point (its mean raw probability, its completion rate), the
+    rates are made non-decreasing (:func:`isotonic`, weighted by the bins' sizes) and the
+    map interpolates linearly between the points, flat beyond the first and the last.
+    With fewer than ``min_rows`` rows it is the identity.
+    """
+    raw = np.asarray(raw, np.float64)
+    done = np.asarray(done, np.float64)
+    ok = np.isfinite(raw) & np.isfinite(done)
+    at = np.linspace(0.0, 1.0, grid + 1)
+    if ok.sum() < max(min_rows, bins):
+        return at.astype(np.float32)
+    raw, done = raw[ok], done[ok]
+    order = np.argsort(raw, kind="stable")
+    which = np.arange(len(raw)) * bins // len(raw)  # equal-count bin of each sorted row
+    count = np.bincount(which, minlength=bins).astype(np.float64)
+    x = np.bincount(which, weights=raw[order], minlength=bins) / count
+    rate = isotonic(np.bincount(which, weights=done[order], minlength=bins) / count, count)
+    return np.clip(np.interp(at, x, rate), 0.0, 1.0).astype(np.float32)
 
 
 def mixture_quantiles(mix, levels: Sequence[float], iterations: int = 40) -> np.ndarray:
@@ -139,14 +209,19 @@ def calibration_report(model, frame: pd.DataFrame, dataset: Dataset, *, config=N
         d = frame[DURATION].to_numpy(np.float64)
         ok = np.isfinite(d) & np.isfinite(pred["p_complete"])
         done = (y[ok] >= d[ok]).astype(np.float64)
-        p = pred["p_complete"][ok].astype(np.float64)
-        comp = {"rows": int(ok.sum()), "observed_rate": float(done.mean()),
-                "mean_predicted": float(p.mean()), "brier": float(np.mean((p - done) ** 2)),
-                "bins": _completion_bins(p, done, COMPLETION_BINS)}
+        comp = {"rows": int(ok.sum()), "observed_rate": float(done.mean())}
+        for key, name in (("p_complete", ""), ("p_complete_raw", "raw_")):
+            p = pred[key][ok].astype(np.float64)
+            comp.update({f"{name}mean_predicted": float(p.mean()),
+                         f"{name}brier": float(np.mean((p - done) ** 2)),
+                         f"{name}auc": float(M.roc_auc(done, p)),
+                         f"{name}bins": _completion_bins(p, done, COMPLETION_BINS)})
         if mixture is not None:
             po = (mixture.p_complete + mixture.p_replay)[ok]
-            comp["oracle_brier"] = float(np.mean((po - done) ** 2))
-            comp["oracle_bins"] = _completion_bins(po, done, COMPLETION_BINS)
+            comp.update(oracle_mean_predicted=float(po.mean()),
+                        oracle_brier=float(np.mean((po - done) ** 2)),
+                        oracle_auc=float(M.roc_auc(done, po)),
+                        oracle_bins=_completion_bins(po, done, COMPLETION_BINS))
         report["completion"] = comp
     for name in ("tree", "global", "oracle"):
         if name in report:
@@ -199,7 +274,9 @@ def write_calibration(report: Dict[str, Any], out_dir: Path,
                     np.asarray(bins["observed_rate"])[keep])
 
         ax.plot(*curve(comp["bins"]), marker="o", color="C0",
-                label=f"model (Brier {comp['brier']:.3f})")
+                label=f"p_complete, served (Brier {comp['brier']:.3f})")
+        ax.plot(*curve(comp["raw_bins"]), marker="s", ms=4, color="C0", alpha=0.45, ls=":",
+                label=f"tree before recalibration (Brier {comp['raw_brier']:.3f})")
         if "oracle_bins" in comp:
             ax.plot(*curve(comp["oracle_bins"]), marker="^", color="k",
                     label=f"oracle (Brier {comp['oracle_brier']:.3f})")

@@ -46,9 +46,12 @@ Both directions go through the leaf-rank coordinate ``s in [0, L]`` (``s = k + G
 the map between ``s`` and seconds is the same for every request (the knot grid, knot
 ``kK + j`` at ``s = k + j/K``), only the map between ``s`` and probability is per request
 (``F = C_k + p_k (s - k)``). Everything is dense and vectorised over the batch, the leaves
-and the levels: a cumulative sum, a binary search (``tf.searchsorted``) and a few
-gathers; no Python loops over samples, no data-dependent shapes, only stock TF ops (TF
-Serving can run them).
+and the levels: a cumulative sum (a matmul), a binary search (the ``LowerBound`` /
+``UpperBound`` kernels behind ``tf.searchsorted``, called directly because the wrapper
+adds reshapes) and a few gathers; no Python loops over samples, no data-dependent shapes,
+only stock TF ops (TF Serving can run them). On the serving path each op costs about half
+a microsecond whatever its size up to ~64 candidates, so the formulas avoid ops that
+rounding analysis shows are no-ops (clips of values already in range, renormalisations).
 """
 from __future__ import annotations
 
@@ -63,6 +66,9 @@ from ptpm_tf.tree import TreeGeometry
 QUANTILE_LEVELS = (0.1, 0.25, 0.5, 0.75, 0.9)
 #: default number of within-leaf interpolation pieces ``K`` (``leaf_knots`` is [L*K+1])
 LEAF_KNOTS = 8
+#: steps ``J`` of the completion probability's recalibration map (``completion_map`` is
+#: its values at ``j / J``, j = 0..J)
+COMPLETION_GRID = 50
 DECODERS = ("mean", "median")
 
 
@@ -140,56 +146,84 @@ def leaf_distribution(leaf_prob: tf.Tensor, spread: tf.Tensor) -> tf.Tensor:
 
 
 def _sizes(leaf_prob: tf.Tensor, knots: tf.Tensor) -> tuple:
-    """(L, K, M = L*K) as Python ints when the shapes are static (they are in the model:
-    both come from constants), else as scalar tensors."""
-    n_leaves = leaf_prob.shape[1]
-    m = knots.shape[0]
+    """(L, K, M = L*K) as Python ints. Both come from constants in the model; the serving
+    path needs them static (no shape ops per request)."""
+    n_leaves, m = leaf_prob.shape[1], knots.shape[0]
     if n_leaves is None or m is None:
-        n_leaves, m = tf.shape(leaf_prob)[1], tf.shape(knots)[0]
-    m = m - 1
+        raise ValueError("decoding needs static shapes: leaf_prob [B, L] and knots [L*K+1]")
+    m -= 1
+    if m % n_leaves:
+        raise ValueError(f"knot grid of {m + 1} knots does not fit {n_leaves} leaves")
     return n_leaves, m // n_leaves, m
 
 
-def _cumulative(leaf_prob: tf.Tensor, n_leaves) -> tf.Tensor:
-    """[B, L] inclusive cumulative masses. With a static ``L`` this is a matmul by a
-    constant upper-triangular matrix: on CPU, TF's ``cumsum`` kernel is ~10x slower than
-    that matmul at [512, 64] (measured)."""
-    if isinstance(n_leaves, int):
-        return tf.matmul(leaf_prob, tf.constant(np.triu(np.ones((n_leaves, n_leaves),
-                                                                np.float32))))
-    return tf.cumsum(leaf_prob, axis=1)
+def _cumulative(leaf_prob: tf.Tensor, n_leaves: int) -> tf.Tensor:
+    """[B, L] inclusive cumulative masses, as a matmul by a constant upper-triangular
+    matrix: on CPU, TF's ``cumsum`` kernel is ~10x slower than that matmul at [512, 64]
+    (measured)."""
+    return tf.matmul(leaf_prob, tf.constant(np.triu(np.ones((n_leaves, n_leaves), np.float32))))
 
 
-def quantiles(leaf_prob: tf.Tensor, knots: tf.Tensor, levels: Sequence[float] | tf.Tensor,
-              normalized: bool = False) -> tf.Tensor:
+def _knot_at(knots: tf.Tensor, u: tf.Tensor, m: int) -> tf.Tensor:
+    """Seconds at knot position ``u`` in ``[0, M]`` (linear between knots ``floor(u)`` and
+    ``floor(u) + 1``)."""
+    i = tf.minimum(tf.cast(u, tf.int32), m - 1)  # u >= 0: the cast floors
+    x0 = tf.gather(knots, i)
+    return x0 + (u - tf.cast(i, tf.float32)) * (tf.gather(knots, i + 1) - x0)
+
+
+def quantiles(leaf_prob: tf.Tensor, knots: tf.Tensor,
+              levels: Sequence[float] | tf.Tensor) -> tf.Tensor:
     """[B, L] leaf probabilities, [L*K+1] knot grid (:func:`knot_grid`), [Q] (or [B, Q])
     levels in (0, 1) -> [B, Q] quantiles ``inf{t : F(t) >= q}``.
 
-    Two steps: the level ``q`` is mapped to the leaf-rank coordinate
-    ``s = k + (q - C_k) / p_k`` (``k`` the leaf where the cumulative mass reaches ``q``),
-    then ``s`` to seconds by the constant piecewise-linear map through the knots, knot
-    ``k K + j`` sitting at ``s = k + j / K``. The probabilities need not be normalised
-    unless ``normalized`` says they are (a tree's are, up to rounding; it saves two ops).
-    """
+    Two steps: the level ``q`` (scaled by the total mass, so the probabilities need not
+    be normalised) is mapped to the leaf-rank coordinate ``s = k + 1 - (C_k - q) / p_k``,
+    ``k`` the first leaf whose cumulative mass ``C_k`` reaches ``q``, then ``s`` to
+    seconds by the constant piecewise-linear map through the knots, knot ``k K + j``
+    sitting at ``s = k + j / K``. About twenty ops whatever ``B`` and ``Q``: the serving
+    path pays per op (issue 7)."""
     n_leaves, k_pieces, m = _sizes(leaf_prob, knots)
     c = _cumulative(leaf_prob, n_leaves)
-    q = tf.convert_to_tensor(levels, tf.float32)
-    if q.shape.rank == 1:
-        q = q[None, :]
+    q = c[:, -1:] * tf.cast(levels, tf.float32)  # [B, Q] on the scale of the masses
+    # q < C_{L-1} (levels < 1), so k <= L-1; C_k >= q > C_{k-1}, so 0 <= r <= 1 up to
+    # rounding (exact for k = 0, where C_0 = p_0): no clipping ops needed, u in [0, M]
+    k = tf.raw_ops.LowerBound(sorted_inputs=c, values=q, out_type=tf.int32)
+    r = tf.math.divide_no_nan(tf.gather(c, k, batch_dims=1) - q,
+                              tf.gather(leaf_prob, k, batch_dims=1))
+    return _knot_at(knots, (tf.cast(k, tf.float32) + (1.0 - r)) * float(k_pieces), m)
+
+
+def _position(knots: tf.Tensor, t: tf.Tensor, m: int) -> tf.Tensor:
+    """[B] seconds -> [B] knot positions ``u`` in ``[0, M]`` (``s = u / K``): a binary
+    search in the constant grid, then linear between the two knots around ``t``. NaN
+    stays NaN (TF's min and max propagate it)."""
+    t = tf.cast(t, tf.float32)
+    # number of knots <= t (0 .. M+1); t lies in [x_i, x_{i+1}) with i = that - 1
+    n_le = tf.reshape(tf.raw_ops.UpperBound(sorted_inputs=tf.reshape(knots, [1, -1]),
+                                            values=tf.reshape(t, [1, -1]),
+                                            out_type=tf.int32), [-1])
+    i = tf.clip_by_value(n_le - 1, 0, m - 1)
+    x0 = tf.gather(knots, i)
+    frac = tf.clip_by_value(tf.math.divide_no_nan(t - x0, tf.gather(knots, i + 1) - x0),
+                            0.0, 1.0)  # 0 below the first knot
+    # M from the last knot on; NaN fails the comparison and stays NaN through the rest
+    return tf.where(t >= knots[-1], float(m), tf.cast(i, tf.float32) + frac)
+
+
+def _mass(leaf_prob: tf.Tensor, knots: tf.Tensor, t: tf.Tensor, normalized: bool,
+          above: bool) -> tf.Tensor:
+    """[B] ``P(W <= t)`` (or, with ``above``, ``P(W > t)``) from each leaf's share of its
+    mass below (above) ``t``: ``sum_k p_k clip(s - k, 0, 1)`` (``clip(k + 1 - s, 0, 1)``),
+    dense over the leaves."""
+    n_leaves, k_pieces, m = _sizes(leaf_prob, knots)
+    u = _position(knots, t, m)[:, None]
+    lower = np.arange(n_leaves, dtype=np.float32) * k_pieces
+    share = (tf.constant(lower + k_pieces) - u) if above else (u - tf.constant(lower))
+    f = tf.reduce_sum(leaf_prob * tf.clip_by_value(share * (1.0 / k_pieces), 0.0, 1.0), 1)
     if not normalized:
-        q = q * c[:, -1:]  # [B, Q]: the levels on the scale of the (unnormalised) masses
-    else:
-        q = tf.broadcast_to(q, [tf.shape(c)[0], tf.shape(q)[1]])
-    k = tf.minimum(tf.searchsorted(c, q, side="left", out_type=tf.int32), n_leaves - 1)
-    c_hi = tf.gather(c, k, batch_dims=1)
-    p_k = tf.gather(leaf_prob, k, batch_dims=1)
-    r = tf.clip_by_value(tf.math.divide_no_nan(q - c_hi + p_k, p_k), 0.0, 1.0)
-    # leaf-rank coordinate -> knot position u = s K in [0, M] -> seconds
-    u = (tf.cast(k, tf.float32) + r) * float(k_pieces) if isinstance(k_pieces, int) else (
-        (tf.cast(k, tf.float32) + r) * tf.cast(k_pieces, tf.float32))
-    i = tf.minimum(tf.cast(u, tf.int32), m - 1)  # u >= 0: the cast floors
-    x0, x1 = tf.gather(knots, i), tf.gather(knots, i + 1)
-    return x0 + (u - tf.cast(i, tf.float32)) * (x1 - x0)
+        f = tf.math.divide_no_nan(f, tf.reduce_sum(leaf_prob, axis=1))
+    return f
 
 
 def cdf(leaf_prob: tf.Tensor, knots: tf.Tensor, t: tf.Tensor,
@@ -201,26 +235,23 @@ def cdf(leaf_prob: tf.Tensor, knots: tf.Tensor, t: tf.Tensor,
     binary search in the constant grid; ``s = u / K``), then
     ``F = sum_k p_k clip(s - k, 0, 1)`` (= ``C_k + p_k (s - k)``, dense over the leaves),
     divided by the total mass (unless ``normalized``)."""
-    n_leaves, k_pieces, m = _sizes(leaf_prob, knots)
-    t = tf.cast(t, tf.float32)
-    # number of knots <= t (0 .. M+1); t lies in [x_i, x_{i+1}) with i = that - 1
-    n_le = tf.searchsorted(knots[None, :], t[None, :], side="right", out_type=tf.int32)[0]
-    i = tf.clip_by_value(n_le - 1, 0, m - 1)
-    x0, x1 = tf.gather(knots, i), tf.gather(knots, i + 1)
-    frac = tf.clip_by_value(tf.math.divide_no_nan(t - x0, x1 - x0), 0.0, 1.0)
-    u = tf.where(n_le > m, float(m) if isinstance(m, int) else tf.cast(m, tf.float32),
-                 tf.cast(i, tf.float32) + frac)
-    edges = tf.range(n_leaves, dtype=tf.float32) * (
-        float(k_pieces) if isinstance(k_pieces, int) else tf.cast(k_pieces, tf.float32))
-    scale = 1.0 / k_pieces if isinstance(k_pieces, int) else 1.0 / tf.cast(k_pieces, tf.float32)
-    inside = tf.clip_by_value((u[:, None] - edges[None, :]) * scale, 0.0, 1.0)  # [B, L]
-    f = tf.reduce_sum(leaf_prob * inside, axis=1)
-    if not normalized:
-        f = tf.math.divide_no_nan(f, tf.reduce_sum(leaf_prob, axis=1))
-    return tf.where(tf.math.is_nan(t), t, f)
+    return _mass(leaf_prob, knots, t, normalized, above=False)
 
 
 def survival(leaf_prob: tf.Tensor, knots: tf.Tensor, t: tf.Tensor,
              normalized: bool = False) -> tf.Tensor:
-    """[B] ``P(W > t) = 1 - F(t)``; at the item's duration, the completion probability."""
-    return 1.0 - cdf(leaf_prob, knots, t, normalized)
+    """[B] ``P(W > t) = 1 - F(t)`` (computed as the mass above ``t``, one op fewer on the
+    serving path); at the item's duration, the completion probability."""
+    return _mass(leaf_prob, knots, t, normalized, above=True)
+
+
+def monotone_map(p: tf.Tensor, values: tf.Tensor) -> tf.Tensor:
+    """[B] probabilities in [0, 1], [J+1] ``values`` at the grid ``j / J`` -> [B] the
+    piecewise-linear map through ``(j / J, values[j])``: the completion probability's
+    recalibration (:func:`ptpm_tf.calibration.fit_completion_map`). A sum of tent
+    functions ``max(0, 1 - |p J - j|)`` (they sum to 1 on [0, 1]): dense over the grid,
+    so NaN stays NaN, no index can leave the grid, and few ops."""
+    n = values.shape[0] - 1
+    grid = tf.constant(np.arange(n + 1, dtype=np.float32))
+    tent = tf.maximum(1.0 - tf.abs(p[:, None] * float(n) - grid), 0.0)  # [B, J+1]
+    return tf.reduce_sum(tent * values, axis=1)

@@ -190,6 +190,8 @@ def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
                   callbacks=[*fit_callbacks, *callbacks], verbose=_verbosity(verbose))
         epoch_logs, epochs_here = stop.epoch_logs, len(stop.epoch_logs) - stop.restored_epochs
     seconds = time.perf_counter() - start
+    with strategy.scope():
+        calibrated = model.head.calibrate(model, split.validation)
     history = {k: [float(e[k]) for e in epoch_logs if k in e]
                for k in dict.fromkeys(k for e in epoch_logs for k in e)}
     metrics = evaluate_frame(model, split.test, dataset, model_name=config.model)
@@ -197,6 +199,7 @@ def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
                    train_rows=len(split.train),
                    samples_per_second=round(len(split.train) * epochs_here / seconds, 1),
                    optimizer_steps=int(model.optimizer.iterations.numpy()))
+    metrics.update({f"validation_{k}": v for k, v in calibrated.items()})
     if strategy.num_replicas_in_sync > 1:
         metrics.update(strategy=config.strategy, replicas=strategy.num_replicas_in_sync)
     run = Run(config, model, dataset, split, history, metrics, seconds)

@@ -191,9 +191,15 @@ def test_median_decoder_end_to_end(tmp_path):
     np.testing.assert_allclose(pred["quantiles"][:, 2], pred["watch_time_median"], rtol=1e-6)
     assert np.all(np.diff(pred["quantiles"], axis=1) >= -1e-3)
     assert np.all((pred["p_complete"] >= 0) & (pred["p_complete"] <= 1))
-    # the decoder survives the round trip through the run directory
+    # p_complete is recalibrated on the validation split: its mean there is the observed
+    # completion rate (binned isotonic regression keeps the overall rate)
+    assert abs(m["validation_p_complete_mean"] - m["validation_completion_rate"]) < 0.03
+    cmap = run.model.head.completion_map.numpy()
+    assert np.all(np.diff(cmap) >= 0) and not np.allclose(cmap, np.linspace(0, 1, len(cmap)))
+    # the decoder and the map survive the round trip through the run directory
     _, model, _, split = load_run(tmp_path / "run")
     assert model.head.decoder == "median"
+    np.testing.assert_array_equal(model.head.completion_map.numpy(), cmap)
     again = predict_frame(model, split.test.iloc[:100])
     np.testing.assert_allclose(again["watch_time"], pred["watch_time"], rtol=1e-5)
 
@@ -288,6 +294,45 @@ def test_tree_head_outputs_match_the_decoding_functions():
     np.testing.assert_allclose(h.quantile(raw, [0.5], global_tree=True)[:, 0],
                                out["watch_time_global"], rtol=1e-4)
     np.testing.assert_allclose(h.survival(raw, duration), out["p_complete"], atol=1e-6)
+    # a fitted completion map is applied to the served p_complete only
+    h.completion_map.assign(np.sqrt(np.linspace(0, 1, decoding.COMPLETION_GRID + 1)))
+    mapped = h.decode(raw, {"duration": duration})["p_complete"]
+    np.testing.assert_allclose(mapped, decoding.monotone_map(h.survival(raw, duration),
+                                                             h.completion_map), atol=1e-6)
+    assert np.all(mapped.numpy() >= out["p_complete"].numpy() - 1e-6)
+
+
+def test_monotone_map_by_hand():
+    values = tf.constant([0.1, 0.2, 0.9])  # at 0, 1/2, 1
+    p = tf.constant([0.0, 0.25, 0.5, 0.75, 1.0, np.nan])
+    got = decoding.monotone_map(p, values).numpy()
+    np.testing.assert_allclose(got[:5], [0.1, 0.15, 0.2, 0.55, 0.9], atol=1e-6)
+    assert np.isnan(got[5])
+
+
+def test_isotonic_pools_adjacent_violators_by_hand():
+    from ptpm_tf.calibration import isotonic
+    np.testing.assert_allclose(isotonic([1, 3, 2, 4], [1, 1, 1, 1]), [1, 2.5, 2.5, 4])
+    np.testing.assert_allclose(isotonic([1, 3, 2, 4], [1, 1, 3, 1]), [1, 2.25, 2.25, 4])
+    np.testing.assert_allclose(isotonic([3, 2, 1], [1, 1, 1]), [2, 2, 2])
+
+
+def test_completion_map_undoes_a_known_bias():
+    from ptpm_tf.calibration import fit_completion_map
+    rng = np.random.default_rng(3)
+    raw = rng.uniform(0.0, 0.5, 200_000)
+    done = (rng.random(raw.size) < 2.0 * raw).astype(float)  # the truth is twice the raw
+    values = fit_completion_map(raw, done)
+    grid = np.linspace(0, 1, len(values))
+    inside = (grid > 0.05) & (grid < 0.45)
+    np.testing.assert_allclose(values[inside], 2.0 * grid[inside], atol=0.03)
+    assert np.all(np.diff(values) >= 0) and values.min() >= 0 and values.max() <= 1
+    mapped = decoding.monotone_map(tf.constant(raw, tf.float32), tf.constant(values)).numpy()
+    assert abs(mapped.mean() - done.mean()) < 0.005
+    # too few rows (or only NaN): the identity, which leaves p_complete as the tree says
+    np.testing.assert_allclose(fit_completion_map(raw[:50], done[:50]), grid, atol=1e-7)
+    np.testing.assert_allclose(fit_completion_map(np.full(500, np.nan), done[:500]), grid,
+                               atol=1e-7)
 
 
 def test_benchmark_table_shows_tree_models_with_both_decoders():

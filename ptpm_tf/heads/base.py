@@ -15,7 +15,8 @@ class Head(tf.keras.layers.Layer):
     """Base class of the output heads.
 
     Life cycle: ``adapt`` fits the head's constants on the training split (stored as
-    non-trainable weights so that checkpoints and SavedModels carry them); ``targets``
+    non-trainable weights so that checkpoints and SavedModels carry them); ``calibrate``
+    fits post-hoc constants on the validation split once training is done; ``targets``
     turns rows into the per-row training targets; ``call`` maps the tower's hidden vector
     to raw outputs; ``compute_loss`` returns the total loss and its named parts;
     ``decode`` turns raw outputs into predictions (``watch_time`` at least, in seconds).
@@ -31,6 +32,11 @@ class Head(tf.keras.layers.Layer):
 
     def targets(self, frame: pd.DataFrame, seed: int = 0) -> Dict[str, np.ndarray]:
         raise NotImplementedError
+
+    def calibrate(self, model: tf.keras.Model, validation: pd.DataFrame) -> Dict[str, float]:
+        """After training: fit the head's post-hoc constants on the validation split (never
+        the test split); returns what it measured there. Most heads have none."""
+        return {}
 
     def compute_loss(self, outputs: Dict[str, tf.Tensor], targets: Dict[str, tf.Tensor],
                      step: tf.Tensor, training: bool = False) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:

@@ -13,7 +13,9 @@ distribution is decoded into a continuous distribution in seconds (a pruned leaf
 over its global leaves by training mass, interpolated inside a leaf through the training
 labels' within-leaf quantiles ``leaf_knots``). ``decode='median'`` serves its median as
 ``watch_time``; the serving outputs always include the mean and the median, the quantiles
-at ``quantile_levels`` and, when the features carry ``duration``, ``p_complete``.
+at ``quantile_levels`` and, when the features carry ``duration``, ``p_complete``
+(``P(W > duration)`` of the tree, recalibrated on the validation split by the monotone map
+``completion_map``: the raw value is biased low, see :mod:`ptpm_tf.calibration`).
 """
 from __future__ import annotations
 
@@ -68,11 +70,14 @@ class TreeHead(Head):
     ``prune_mask``, ``leaf_prob`` ([B, N], node probabilities of the personalised tree's
     leaves), ``tree_depth``; with ``distribution_outputs``: ``watch_time_mean`` (``E_T``),
     ``watch_time_median``, ``quantiles`` ([B, Q]) and, if the features hold ``duration``,
-    ``p_complete`` = P(watch time > duration) (NaN where the duration is NaN).
+    ``p_complete`` = P(watch time > duration) through ``completion_map`` (fitted by
+    :meth:`calibrate`; the identity before) (NaN where the duration is NaN).
     """
 
     loss_names = ("ce", "reg", "var", "tree", "tree_gain", "prune_rate")
-    output_names = ("watch_time_global", "variance", "prune_mask", "leaf_prob", "tree_depth")
+    lean_outputs = ("watch_time_global", "variance", "prune_mask", "leaf_prob", "tree_depth")
+    distribution_output_names = ("watch_time_mean", "watch_time_median", "quantiles",
+                                 "p_complete")
 
     def __init__(self, depth: int = 6, leaf_values: str = "mean", tsl: bool = True,
                  ucl: bool = True, ucl_max_weight: float = 10.0,
@@ -103,9 +108,6 @@ class TreeHead(Head):
         # levels computed in one pass: the served ones, then the median if not among them
         self._levels = levels if 0.5 in levels else levels + (0.5,)
         self._median_col = self._levels.index(0.5)
-        if self.distribution_outputs:
-            self.output_names = self.output_names + (
-                "watch_time_mean", "watch_time_median", "quantiles", "p_complete")
         self.depth, self.leaf_values, self.tsl, self.ucl = depth, leaf_values, tsl, ucl
         self.ucl_max_weight, self.ucl_self_normalize = ucl_max_weight, ucl_self_normalize
         self.w_reg, self.w_var, self.w_tree = w_reg, w_var, w_tree
@@ -128,7 +130,17 @@ class TreeHead(Head):
                                            trainable=False, initializer="ones", dtype=tf.float32)
         self.leaf_knots = self.add_weight(name="leaf_knots",
                                           shape=[g.n_leaves * self.n_knots + 1], **const)
+        self.completion_map = self.add_weight(
+            name="completion_map", shape=[decoding.COMPLETION_GRID + 1], trainable=False,
+            dtype=tf.float32, initializer=tf.keras.initializers.Constant(
+                np.linspace(0.0, 1.0, decoding.COMPLETION_GRID + 1)))  # identity until fit
         self.spread = tf.constant(decoding.spread_matrix(g))  # [N, L]
+
+    @property
+    def output_names(self):
+        """What the serving signature returns besides ``watch_time``."""
+        return self.lean_outputs + (
+            self.distribution_output_names if self.distribution_outputs else ())
 
     # -- constants -------------------------------------------------------------------
     def adapt(self, train: pd.DataFrame) -> Dict[str, np.ndarray]:
@@ -155,6 +167,25 @@ class TreeHead(Head):
                           "decoding); interpolating linearly between the leaf bounds")
             self.leaf_knots.assign(decoding.knot_grid(
                 decoding.linear_leaf_knots(bounds, self.n_knots)))
+
+    def calibrate(self, model, validation: pd.DataFrame) -> Dict[str, float]:
+        """Fit ``completion_map`` (the recalibration of ``p_complete``,
+        :func:`ptpm_tf.calibration.fit_completion_map`) on the validation split, when the
+        features carry a duration. Returns the validation completion rate and the mean raw
+        and recalibrated probabilities."""
+        if DURATION not in model.encoder.numeric or DURATION not in validation:
+            return {}
+        from ptpm_tf import calibration
+        raw = calibration.raw_completion(model, validation)
+        d = validation[DURATION].to_numpy(np.float64)
+        done = np.where(np.isfinite(d), validation[LABEL].to_numpy(np.float64) >= d, np.nan)
+        values = calibration.fit_completion_map(raw, done)
+        self.completion_map.assign(values)
+        ok = np.isfinite(raw) & np.isfinite(done)
+        return {"completion_rate": float(done[ok].mean()) if ok.any() else float("nan"),
+                "p_complete_raw_mean": float(raw[ok].mean()) if ok.any() else float("nan"),
+                "p_complete_mean": float(np.interp(raw[ok], np.linspace(0, 1, len(values)),
+                                                   values).mean()) if ok.any() else float("nan")}
 
     def targets(self, frame: pd.DataFrame, seed: int = 0) -> Dict[str, np.ndarray]:
         y = frame[LABEL].to_numpy(np.float64)
@@ -217,7 +248,8 @@ class TreeHead(Head):
 
     def survival(self, outputs, t, global_tree: bool = False):
         """[B] ``P(watch time > t)`` for per-row thresholds ``t`` [B] (seconds) under the
-        personalised (or global) tree; ``t`` = the item's duration gives ``p_complete``."""
+        personalised (or global) tree; ``t`` = the item's duration gives ``p_complete`` before
+        its recalibration."""
         tree_p, global_p = self.leaf_distributions(outputs)
         return decoding.survival(global_p if global_tree else tree_p, self.leaf_knots, t)
 
@@ -248,25 +280,26 @@ class TreeHead(Head):
             tree_p = decoding.leaf_distribution(leaf_prob, self.spread)
             if need_global and not full:  # one pass over both trees' medians (fewer ops)
                 both = decoding.quantiles(tf.concat([tree_p, global_p], 0), self.leaf_knots,
-                                          levels, normalized=True)
+                                          levels)
                 qs, median_g = tf.split(both, 2)[0], tf.split(both, 2)[1][:, median_col]
             elif need_global:  # every level of the personalised tree, the global median
-                qs = decoding.quantiles(tree_p, self.leaf_knots, levels, normalized=True)
-                median_g = decoding.quantiles(global_p, self.leaf_knots, (0.5,),
-                                              normalized=True)[:, 0]
+                qs = decoding.quantiles(tree_p, self.leaf_knots, levels)
+                median_g = decoding.quantiles(global_p, self.leaf_knots, (0.5,))[:, 0]
             else:
-                qs = decoding.quantiles(tree_p, self.leaf_knots, levels, normalized=True)
+                qs = decoding.quantiles(tree_p, self.leaf_knots, levels)
         else:
             tree_p = global_p
-            qs = decoding.quantiles(tree_p, self.leaf_knots, levels, normalized=True)
+            qs = decoding.quantiles(tree_p, self.leaf_knots, levels)
             median_g = qs[:, median_col]
         median = qs[:, median_col]
         if full:
+            served = len(self.quantile_levels)
             out.update(watch_time_mean=mean, watch_time_median=median,
-                       quantiles=qs[:, : len(self.quantile_levels)])
+                       quantiles=qs if served == len(levels) else qs[:, :served])
             if features is not None and DURATION in features:
-                out["p_complete"] = decoding.survival(tree_p, self.leaf_knots,
-                                                      features[DURATION], normalized=True)
+                out["p_complete"] = decoding.monotone_map(
+                    decoding.survival(tree_p, self.leaf_knots, features[DURATION],
+                                      normalized=True), self.completion_map)
         if diagnostics:
             out.update(watch_time_global_mean=mean_g, watch_time_global_median=median_g)
         if self.decoder == "median":
