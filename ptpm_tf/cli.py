@@ -280,7 +280,8 @@ def _rpc_error(err) -> int:
 
 def cmd_export(args) -> int:
     from ptpm_tf.export import REGRESS_SIGNATURE, SERVING_SIGNATURE, export_run
-    path = export_run(Path(args.run), args.export_dir, args.name, version=args.version)
+    path = export_run(Path(args.run), args.export_dir, args.name, version=args.version,
+                      distribution_outputs=args.outputs == "all")
     print(f"exported {args.run} to {path}")
     print(f"  signatures: {SERVING_SIGNATURE} (raw features -> predictions), "
           f"{REGRESS_SIGNATURE} (tf.Example -> watch_time)")
@@ -381,6 +382,11 @@ def _add_serving_parsers(sub) -> None:
     p.add_argument("--export-dir", default="export", help="TF Serving model repository")
     p.add_argument("--name", help="model name (default: the run's model, e.g. ptpm)")
     p.add_argument("--version", type=int, help="version number (default: newest + 1)")
+    p.add_argument("--outputs", choices=("all", "lean"), default="all",
+                   help="tree models: 'lean' leaves out watch_time_mean, "
+                        "watch_time_median, quantiles and p_complete for the lowest "
+                        "latency (what they cost: BENCHMARKS.md); watch_time keeps the "
+                        "run's decoder (default: all; other models have only all)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("predict", help="send the rows of a file to a TF Serving model over gRPC")

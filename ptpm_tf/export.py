@@ -425,11 +425,21 @@ def export_model(model: tf.keras.Model, export_dir: PathLike = "export", name: s
 
 
 def export_run(run_dir: PathLike, export_dir: PathLike = "export",
-               name: Optional[str] = None, version: Optional[int] = None) -> Path:
+               name: Optional[str] = None, version: Optional[int] = None,
+               distribution_outputs: Optional[bool] = None) -> Path:
     """Rebuild a training run's model and export it (``ptpm-tf export``); the model name
-    defaults to the run's model (``ptpm``, ``tpm``, ...)."""
+    defaults to the run's model (``ptpm``, ``tpm``, ...). ``distribution_outputs=False``
+    exports a tree model without ``watch_time_mean``, ``watch_time_median``,
+    ``quantiles`` and ``p_complete`` (their serving cost is in BENCHMARKS.md), ``True``
+    with them; ``None`` keeps the run's setting. Other heads have none."""
     from ptpm_tf.training import load_run
     config, model, _, split = load_run(Path(run_dir))
+    if distribution_outputs is not None:
+        if hasattr(model.head, "distribution_outputs"):
+            model.head.distribution_outputs = bool(distribution_outputs)
+        elif not distribution_outputs:
+            raise ValueError(f"{config.model} has no distributional outputs to leave out "
+                             f"(only the tree models do)")
     return export_model(model, export_dir, name or config.model, version=version,
                         example_frame=split.test.head(512))
 

@@ -220,6 +220,18 @@ def test_cli_export(tmp_path, capsys):
     assert "serving_default" in capsys.readouterr().out
     assert cli.main(["export", "--run", str(tmp_path / "nope"), "--export-dir",
                      str(tmp_path)]) == 2
+    # --outputs lean: the same model without the distributional outputs
+    assert cli.main(["export", "--run", str(runs["dir"] / "runs" / "ptpm"), "--export-dir",
+                     str(tmp_path), "--name", "lean", "--outputs", "lean"]) == 0
+    full = _signature_outputs(tmp_path / "ptpm" / "1")
+    lean = _signature_outputs(tmp_path / "lean" / "1")
+    assert full - lean == {"watch_time_mean", "watch_time_median", "quantiles", "p_complete"}
+    assert "watch_time" in lean and lean < full
+
+
+def _signature_outputs(version_dir: Path) -> set:
+    loaded = tf.saved_model.load(str(version_dir))
+    return set(loaded.signatures["serving_default"].structured_outputs)
 
 
 def test_describe_tree_hand_made():
