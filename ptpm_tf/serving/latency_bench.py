@@ -127,7 +127,9 @@ def format_in_process(results: List[dict], num: str = "ptpm", den: str = "tpm") 
     return "\n".join(lines)
 
 
-def _start_test_server(paths: Dict[str, Path], workdir: Path):
+def start_test_server(paths: Dict[str, Path], workdir: Path):
+    """Serve the version directories ``paths`` ({model name: .../<version>}) with the
+    PredictionService test server in a child process; returns (process, address)."""
     port_file = workdir / "port"
     cmd = [sys.executable, "-m", "ptpm_tf.serving.test_server", "--port", "0",
            "--port_file", str(port_file)]
@@ -190,7 +192,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     load = []
     if args.grpc:
         from ptpm_tf.serving.loadtest import format_report, run_loadtest
-        proc, address = _start_test_server(paths, Path(tmp.name))
+        proc, address = start_test_server(paths, Path(tmp.name))
         try:
             cells = run_loadtest(address, ["ptpm", "tpm"], batch_sizes,
                                  [int(x) for x in args.concurrency.split(",")],
