@@ -2,7 +2,11 @@
 
 The machines this runs on are shared and noisy, so the models' epochs are interleaved
 (A, B, A, B, ...) after a warm-up epoch each, and the report gives medians and each
-model's ratio to the first one, measured side by side.
+model's ratio to the first one, measured side by side. An epoch is timed from its first
+batch's start to its last batch's end (a callback): ``model.fit`` returning can stall for
+a few seconds more while TensorFlow tears its input iterator down (up to ~2.3 s, idle,
+in about half of the calls, measured), which is not training and which a multi-epoch
+``fit`` pays once.
 
     python -m ptpm_tf.throughput --models tpm,ptpm --rows 300000 --depth 6 --repeats 5
 """
@@ -23,6 +27,17 @@ from ptpm_tf.features import FeatureEncoder
 from ptpm_tf.training import TrainConfig, build_model
 
 
+class _EpochTimer(tf.keras.callbacks.Callback):
+    """Wall time from the first training batch's start to the last one's end."""
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 0:
+            self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seconds = time.perf_counter() - self._start
+
+
 def measure(models: Sequence[str], rows: int, depth: int, batch_size: int, repeats: int,
             seed: int = 0) -> Dict[str, dict]:
     """Samples per second of one training epoch of each model (median over ``repeats``
@@ -41,12 +56,12 @@ def measure(models: Sequence[str], rows: int, depth: int, batch_size: int, repea
         model.fit(ds, epochs=1, verbose=0)  # warm-up and tracing
         fitted[name] = (model, ds)
     seconds: Dict[str, List[float]] = {name: [] for name in models}
+    timer = _EpochTimer()
     for _ in range(repeats):
         for name in models:
             model, ds = fitted[name]
-            start = time.perf_counter()
-            model.fit(ds, epochs=1, verbose=0)
-            seconds[name].append(time.perf_counter() - start)
+            model.fit(ds, epochs=1, verbose=0, callbacks=[timer])
+            seconds[name].append(timer.seconds)
     base = statistics.median(seconds[models[0]])
     return {name: {"median_seconds_per_epoch": statistics.median(s),
                    "samples_per_second": len(train) / statistics.median(s),
