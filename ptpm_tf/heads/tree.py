@@ -281,7 +281,8 @@ class TreeHead(Head):
             if need_global and not full:  # one pass over both trees' medians (fewer ops)
                 both = decoding.quantiles(tf.concat([tree_p, global_p], 0), self.leaf_knots,
                                           levels)
-                qs, median_g = tf.split(both, 2)[0], tf.split(both, 2)[1][:, median_col]
+                qs, both_g = tf.split(both, 2)
+                median_g = both_g[:, median_col]
             elif need_global:  # every level of the personalised tree, the global median
                 qs = decoding.quantiles(tree_p, self.leaf_knots, levels)
                 median_g = decoding.quantiles(global_p, self.leaf_knots, (0.5,))[:, 0]
