@@ -116,7 +116,8 @@ def reinforce_loss(prune_logits: tf.Tensor, actions: tf.Tensor, live: tf.Tensor,
     """REINFORCE surrogate ``-mean(A * log P(T | pi))`` (Eq. 12), ``log P(T)`` summed over
     the live decisions (those not under a pruned node; the others do not change ``T``).
     ``advantage`` is a scalar or [B] and is treated as a constant."""
-    a = tf.stop_gradient(actions)
-    log_p = a * tf.math.log_sigmoid(prune_logits) + (1.0 - a) * tf.math.log_sigmoid(-prune_logits)
+    # a in {0, 1}: a log sig(z) + (1 - a) log sig(-z) = log sig((2a - 1) z), one softplus
+    sign = 2.0 * tf.stop_gradient(actions) - 1.0
+    log_p = -tf.math.softplus(-sign * prune_logits)
     log_tree = tf.reduce_sum(log_p * tf.stop_gradient(live), axis=1)
     return -tf.reduce_mean(tf.stop_gradient(advantage) * log_tree)

@@ -190,7 +190,10 @@ class TreeOps:
         # candidates, measured), one matmul by this stacked [2I, N] constant (right, left:
         # [I, N] indicators of the nodes below each internal node's right / left child)
         self.reach_map = tf.constant(-np.concatenate([right + left, left]), tf.float32)
-        self.ancestor = tf.constant(g.strict_ancestor, tf.float32)  # [N, N]
+        # strict-ancestor relation among the prunable nodes 1..I-1 (the root and the
+        # global leaves are never pruned): [I-1, I-1]
+        self.prunable_ancestor = tf.constant(
+            g.strict_ancestor[1: g.n_internal, 1: g.n_internal], tf.float32)
         # Leaves of a pruned tree as one dense layer. For actions a [B, I-1] (prunable
         # nodes 1..I-1) and leaf_code = E - A[1:I] (E[k, k+1] = 1: node k+1 itself),
         # (a @ leaf_code)[n] = [n is pruned] - (number of pruned strict ancestors of n).
@@ -215,14 +218,6 @@ class TreeOps:
         return tf.matmul(tf.concat([tf.math.softplus(-logits), logits], axis=1),
                          self.reach_map)
 
-    def expand_prune(self, actions: tf.Tensor) -> tf.Tensor:
-        """[B, I-1] pruning actions of the non-root internal nodes -> [B, N] (root and
-        global leaves never pruned)."""
-        b = tf.shape(actions)[0]
-        zero = tf.zeros([b, 1], actions.dtype)
-        leaves = tf.zeros([b, self.geometry.n_leaves], actions.dtype)
-        return tf.concat([zero, actions, leaves], axis=1)
-
     def pruned_leaves(self, actions: tf.Tensor) -> tf.Tensor:
         """[B, I-1] 0/1 actions -> [B, N] indicator of the leaves of the pruned tree ``T``:
         nodes with no pruned strict ancestor that are pruned themselves or global leaves."""
@@ -236,9 +231,10 @@ class TreeOps:
         """[B, I-1] 0/1: pruning decisions that shape ``T`` (no pruned strict ancestor).
         Decisions under a pruned node do not change the tree, so P(T) is the product of
         the live decisions' Bernoulli probabilities only."""
-        pruned = self.expand_prune(tf.cast(actions, tf.float32))
-        blocked = tf.minimum(tf.matmul(pruned, self.ancestor), 1.0)
-        return 1.0 - blocked[:, 1: self.geometry.n_internal]
+        if self.geometry.n_internal == 1:  # depth 1: no decisions (see pruned_leaves)
+            return tf.zeros_like(tf.cast(actions, tf.float32))
+        blocked = tf.matmul(tf.cast(actions, tf.float32), self.prunable_ancestor)
+        return 1.0 - tf.minimum(blocked, 1.0)
 
     @staticmethod
     def moments(leaf_prob: tf.Tensor, value: tf.Tensor, m2: tf.Tensor) -> tuple:
