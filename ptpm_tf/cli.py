@@ -57,6 +57,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--w-var", type=float, help="weight of L_var")
     g.add_argument("--tree-warmup-steps", type=int, help="steps before L_tree is switched on")
     g.add_argument("--prune-bias-init", type=float, help="initial bias of the pruning logits")
+    g.add_argument("--pruner-input", choices=("features", "features+tree"),
+                   help="what the pruning model reads: the tower's features (default) or also "
+                        "the global tree's classifier probabilities (Eq. 10's T_g)")
     g.add_argument("--decode", choices=("mean", "median"),
                    help="decoder served as watch_time: mean (Eq. 2, default) or median of the "
                         "tree's leaf distribution (metrics.json reports both)")
@@ -99,7 +102,8 @@ def _head_overrides(args) -> dict:
     if args.no_ucl:
         kw["ucl"] = False
     for name in ("leaf_values", "reward", "ucl_max_weight", "w_tree", "w_var",
-                 "tree_warmup_steps", "prune_bias_init", "decode", "reward_decode", "reward_error"):
+                 "tree_warmup_steps", "prune_bias_init", "decode", "reward_decode", "reward_error",
+                 "pruner_input"):
         if getattr(args, name) is not None:
             kw[name] = getattr(args, name)
     return kw

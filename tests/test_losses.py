@@ -103,8 +103,9 @@ def test_per_sample_reward_credits_each_sample_in_a_mixed_batch():
     assert pi[0, 0] > 0.8 and pi[1, 1] < 0.2
 
 
-def test_tree_loss_reaches_only_the_pruner_and_tpm_terms_only_the_classifier():
-    head = TreeHead(depth=3, tsl=True, ucl=True)
+@pytest.mark.parametrize("pruner_input", ["features", "features+tree"])
+def test_tree_loss_reaches_only_the_pruner_and_tpm_terms_only_the_classifier(pruner_input):
+    head = TreeHead(depth=3, tsl=True, ucl=True, pruner_input=pruner_input)
     frame = pd.DataFrame({"watch_time": np.random.default_rng(0).exponential(10, 256)})
     targets = head.adapt(frame)
     hidden = tf.constant(np.random.default_rng(1).normal(size=(256, 8)), tf.float32)
@@ -118,6 +119,11 @@ def test_tree_loss_reaches_only_the_pruner_and_tpm_terms_only_the_classifier():
         assert tape.gradient(parts[name], out["prune_logits"]) is None
         assert np.any(tape.gradient(parts[name], out["cls_logits"]).numpy() != 0)
     assert np.any(tape.gradient(parts["tree"], out["prune_logits"]).numpy() != 0)
+    # the pruner reading the classifiers' probabilities does not train the classifiers
+    assert tape.gradient(parts["tree"], head.classifier.kernel) is None
+    assert head.pruner.kernel.shape[0] == 8 + (head.geometry.n_internal
+                                               if pruner_input == "features+tree" else 0)
+    assert TreeHead.from_config(head.get_config()).pruner_input == pruner_input
 
 
 def test_sample_advantage_equals_its_definition_by_pairs():

@@ -32,6 +32,10 @@ from ptpm_tf.tree import TreeGeometry, TreeOps, assign_leaves, fit_global_tree
 from ptpm_tf import distribute
 
 
+#: what the pruning model can read (``TreeHead(pruner_input=...)``)
+PRUNER_INPUTS = ("features", "features+tree")
+
+
 class TreeHead(Head):
     """Classifier and pruning heads over a global tree of ``depth`` levels.
 
@@ -62,6 +66,10 @@ class TreeHead(Head):
       leaf_knots: within-leaf interpolation pieces ``K``; the constant ``leaf_knots``
         [L*K+1] holds the training labels' within-leaf ``j/K`` quantiles (knot ``kK + j``
         of leaf ``k``; ``kK`` is the leaf's lower bound), see :mod:`ptpm_tf.decoding`.
+      pruner_input: what the pruning model ``h_phi(T_g, x)`` (Eq. 10) reads: ``'features'``
+        (the tower's vector for ``x``, as Fig. 5 draws it) or ``'features+tree'`` (also the
+        global tree's classifier probabilities for this request, stop-gradient, so it can
+        see where the classifiers are unsure).
       distribution_outputs: also return ``watch_time_mean``, ``watch_time_median``,
         ``quantiles`` and ``p_complete``; ``False`` gives the lean mean-only outputs.
 
@@ -87,7 +95,8 @@ class TreeHead(Head):
                  decode: str = "mean", reward_decode: str = "mean",
                  reward_error: str = "squared",
                  quantile_levels=decoding.QUANTILE_LEVELS, leaf_knots: int = decoding.LEAF_KNOTS,
-                 distribution_outputs: bool = True, seed: int = 0, **kwargs):
+                 distribution_outputs: bool = True, pruner_input: str = "features",
+                 seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         if reward not in ("sample", "batch"):
             raise ValueError(f"reward must be 'sample' or 'batch', got {reward!r}")
@@ -99,6 +108,9 @@ class TreeHead(Head):
             raise ValueError(f"quantile_levels must be in (0, 1), got {quantile_levels!r}")
         if int(leaf_knots) < 1:
             raise ValueError(f"leaf_knots must be >= 1, got {leaf_knots}")
+        if pruner_input not in PRUNER_INPUTS:
+            raise ValueError(f"pruner_input must be one of {PRUNER_INPUTS}, got {pruner_input!r}")
+        self.pruner_input = pruner_input
         if reward_error not in ("squared", "absolute"):
             raise ValueError(f"reward_error must be 'squared' or 'absolute', got {reward_error!r}")
         self.decoder, self.reward_decoder = decode, reward_decode
@@ -196,6 +208,9 @@ class TreeHead(Head):
     def call(self, hidden, training=False):
         out = {"cls_logits": self.classifier(hidden)}
         if self.tsl:
+            if self.pruner_input == "features+tree":
+                hidden = tf.concat(
+                    [hidden, tf.stop_gradient(tf.sigmoid(out["cls_logits"]))], axis=1)
             out["prune_logits"] = self.pruner(hidden)
         return out
 
@@ -384,4 +399,5 @@ class TreeHead(Head):
                 "tree_warmup_steps": self.tree_warmup_steps, "decode": self.decoder,
                 "reward_decode": self.reward_decoder, "reward_error": self.reward_error,
                 "quantile_levels": list(self.quantile_levels), "leaf_knots": self.n_knots,
-                "distribution_outputs": self.distribution_outputs, "seed": self.seed}
+                "distribution_outputs": self.distribution_outputs,
+                "pruner_input": self.pruner_input, "seed": self.seed}
