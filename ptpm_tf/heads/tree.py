@@ -194,10 +194,12 @@ class TreeHead(Head):
         values = calibration.fit_completion_map(raw, done)
         self.completion_map.assign(values)
         ok = np.isfinite(raw) & np.isfinite(done)
-        return {"completion_rate": float(done[ok].mean()) if ok.any() else float("nan"),
-                "p_complete_raw_mean": float(raw[ok].mean()) if ok.any() else float("nan"),
-                "p_complete_mean": float(np.interp(raw[ok], np.linspace(0, 1, len(values)),
-                                                   values).mean()) if ok.any() else float("nan")}
+        if not ok.any():
+            return {}
+        served = decoding.monotone_map(tf.constant(raw[ok], tf.float32), self.completion_map)
+        return {"completion_rate": float(done[ok].mean()),
+                "p_complete_raw_mean": float(raw[ok].mean()),
+                "p_complete_mean": float(tf.reduce_mean(served))}
 
     def targets(self, frame: pd.DataFrame, seed: int = 0) -> Dict[str, np.ndarray]:
         y = frame[LABEL].to_numpy(np.float64)
