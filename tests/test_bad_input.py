@@ -87,6 +87,13 @@ def test_missing_column(tmp_path):
 
 # ------------------------------------------------------------- row problems
 
+def check_strict(folder, **place):
+    """With --strict the same bad row is an error that names its place."""
+    with pytest.raises(DataError) as e:
+        load(folder, strict=True)
+    check_place(str(e.value), **place)
+
+
 def test_non_numeric_value(tmp_path):
     write_matrix(tmp_path, [good(1), good(2).replace("13838", "abc"), good(3)])
     ds = load(tmp_path)
@@ -94,9 +101,7 @@ def test_non_numeric_value(tmp_path):
     assert (reason, n, len(ds)) == ("non-numeric watch time (play_duration)", 1, 2)
     check_place(ex, row=3, column="play_duration")
     assert "'abc'" in ex
-    with pytest.raises(DataError) as e:
-        load(tmp_path, strict=True)
-    check_place(str(e.value), row=3, column="play_duration")
+    check_strict(tmp_path, row=3, column="play_duration")
 
 
 def test_nan_watch_time(tmp_path):
@@ -105,9 +110,7 @@ def test_nan_watch_time(tmp_path):
     reason, n, ex = only_reason(ds)
     assert (reason, n) == ("missing watch time (play_duration)", 1)
     check_place(ex, row=4, column="play_duration")
-    with pytest.raises(DataError) as e:
-        load(tmp_path, strict=True)
-    check_place(str(e.value), row=4, column="play_duration")
+    check_strict(tmp_path, row=4, column="play_duration")
 
 
 def test_missing_watch_time(tmp_path):
@@ -132,9 +135,7 @@ def test_negative_watch_time(tmp_path):
     assert (reason, n, len(ds)) == ("negative watch time (play_duration)", 1, 3)
     check_place(ex, row=5, column="play_duration")
     assert "-5 ms" in ex
-    with pytest.raises(DataError) as e:
-        load(tmp_path, strict=True)
-    check_place(str(e.value), row=5, column="play_duration")
+    check_strict(tmp_path, row=5, column="play_duration")
 
 
 def test_non_integer_id(tmp_path):

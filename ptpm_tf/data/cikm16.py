@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ptpm_tf.data import cache
-from ptpm_tf.data.dataset import ITEM, LABEL, TIMESTAMP, USER, Dataset, DataError, LoadReport
+from ptpm_tf.data.dataset import ITEM, LABEL, TIMESTAMP, USER, Dataset, LoadReport
 from ptpm_tf.data.files import dataset_location, find_file
 from ptpm_tf.data.join import join_features
 from ptpm_tf.data.kuairec import note_side_drops
@@ -45,9 +45,7 @@ LAST_VIEW = "last view of a session (no next view, so no dwell time)"
 def load(*, data_dir=None, spec=None, rows: Optional[int] = None, seed: int = 0,
          strict: bool = False) -> Dataset:
     """Load CIKM16 from ``data_dir`` (folder or the item-views file); cached (see cache)."""
-    if spec is not None:
-        raise DataError("--spec is only used with --dataset csv")
-    folder, main = dataset_location(NAME, data_dir)
+    folder, main = dataset_location(NAME, data_dir, spec)
     main = main or find_file(folder, VIEWS, "CIKM16 train-item-views")
     cats = find_file(folder, CATEGORIES, "product categories", required=False)
     sources = [main] + ([cats] if cats else [])

@@ -16,8 +16,12 @@ from ptpm_tf.data.dataset import DataError
 DEFAULT_ROOT = Path("data")
 
 
-def dataset_location(name: str, data_dir) -> Tuple[Path, Optional[Path]]:
-    """(folder, main file or None) for ``--data-dir`` (a folder or the main file itself)."""
+def dataset_location(name: str, data_dir, spec=None) -> Tuple[Path, Optional[Path]]:
+    """(folder, main file or None) for ``--data-dir`` (a folder or the main file itself).
+    The named formats have fixed columns: a ``spec`` (only for ``--dataset csv``) is an
+    error."""
+    if spec is not None:
+        raise DataError("--spec is only used with --dataset csv")
     path = Path(data_dir) if data_dir is not None else DEFAULT_ROOT / name
     if path.is_file():
         return path.parent, path

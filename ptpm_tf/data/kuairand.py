@@ -29,7 +29,7 @@ import pandas as pd
 
 from ptpm_tf.data import cache
 from ptpm_tf.data.dataset import (DURATION, ITEM, LABEL, TIMESTAMP, USER, Dataset,
-                                  DataError, LoadReport)
+                                  LoadReport)
 from ptpm_tf.data.files import dataset_location, find_file, find_files
 from ptpm_tf.data.join import join_features
 from ptpm_tf.data.kuairec import USER_CATEGORICAL, USER_NUMERIC, join_user_features, note_side_drops
@@ -48,9 +48,7 @@ VIDEO_NUMERIC = ["server_width", "server_height"]
 def load(*, data_dir=None, spec=None, rows: Optional[int] = None, seed: int = 0,
          strict: bool = False) -> Dataset:
     """Load KuaiRand from ``data_dir`` (folder or one log file); cached (see cache)."""
-    if spec is not None:
-        raise DataError("--spec is only used with --dataset csv")
-    folder, main = dataset_location(NAME, data_dir)
+    folder, main = dataset_location(NAME, data_dir, spec)
     logs = [main] if main else find_files(folder, LOGS, "KuaiRand log", many=True)
     users = find_file(folder, USER_FILES, "user features", required=False)
     videos = find_file(folder, VIDEO_FILES, "video features", required=False)

@@ -28,7 +28,7 @@ import pandas as pd
 
 from ptpm_tf.data import cache
 from ptpm_tf.data.dataset import (DURATION, ITEM, LABEL, TIMESTAMP, USER, Dataset,
-                                  DataError, LoadReport)
+                                  LoadReport)
 from ptpm_tf.data.files import dataset_location, find_file
 from ptpm_tf.data.join import join_features
 from ptpm_tf.data.reader import LINE, Column, drop_rows, read_csv
@@ -53,9 +53,7 @@ ITEM_DAILY_CATEGORICAL = ["author_id", "video_type", "upload_type", "video_tag_i
 def load(*, data_dir=None, spec=None, rows: Optional[int] = None, seed: int = 0,
          strict: bool = False) -> Dataset:
     """Load KuaiRec from ``data_dir`` (folder or interaction file); cached (see cache)."""
-    if spec is not None:
-        raise DataError("--spec is only used with --dataset csv")
-    folder, main = dataset_location(NAME, data_dir)
+    folder, main = dataset_location(NAME, data_dir, spec)
     main = main or find_file(folder, INTERACTIONS, "KuaiRec interaction (big/small_matrix)")
     users = find_file(folder, USER_FILES, "user features", required=False)
     cats = find_file(folder, CATEGORY_FILES, "item categories", required=False)

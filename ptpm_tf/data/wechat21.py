@@ -25,7 +25,7 @@ import pandas as pd
 
 from ptpm_tf.data import cache
 from ptpm_tf.data.dataset import (DURATION, ITEM, LABEL, TIMESTAMP, USER, Dataset,
-                                  DataError, LoadReport)
+                                  LoadReport)
 from ptpm_tf.data.files import dataset_location, find_file
 from ptpm_tf.data.join import join_features
 from ptpm_tf.data.kuairec import note_side_drops
@@ -42,9 +42,7 @@ DAY = 86400.0
 def load(*, data_dir=None, spec=None, rows: Optional[int] = None, seed: int = 0,
          strict: bool = False) -> Dataset:
     """Load WeChat21 from ``data_dir`` (folder or user_action file); cached (see cache)."""
-    if spec is not None:
-        raise DataError("--spec is only used with --dataset csv")
-    folder, main = dataset_location(NAME, data_dir)
+    folder, main = dataset_location(NAME, data_dir, spec)
     main = main or find_file(folder, ACTIONS, "WeChat21 user_action")
     feeds = find_file(folder, FEEDS, "WeChat21 feed_info (it holds the durations)")
     return cache.cached_load(NAME, VERSION, [main, feeds], {"rows": rows, "strict": strict},
