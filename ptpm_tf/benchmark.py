@@ -41,9 +41,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ptpm_tf import metrics as M
+from ptpm_tf.heads import PRESETS
 from ptpm_tf.stats import paired_t_test
 
-#: variant name -> (model name of ``MODELS``, head overrides)
+#: variant name -> (model name of ``MODELS``, head overrides). Every variant is built on
+#: the ``paper`` preset, so the paper's names keep the paper's definitions; ``*-ratio``
+#: are the same models with the tree over watch time / duration, ``*-best`` the ``best``
+#: preset (the default of ``ptpm-tf train``).
 VARIANTS: Dict[str, Tuple[str, Dict[str, Any]]] = {
     "mse": ("mse", {}), "wlr": ("wlr", {}), "d2q": ("d2q", {}), "or": ("or", {}),
     "dml": ("dml", {}), "cread": ("cread", {}), "tpm": ("tpm", {}), "ptpm": ("ptpm", {}),
@@ -60,6 +64,13 @@ VARIANTS: Dict[str, Tuple[str, Dict[str, Any]]] = {
     "ptpm-ucl-clip8": ("ptpm", {"ucl_self_normalize": False, "ucl_max_weight": 8.0}),
     "tpm-decode-median": ("tpm", {"decode": "median"}),
     "ptpm-decode-median": ("ptpm", {"decode": "median"}),
+    "tpm-ratio": ("tpm", {"label_space": "ratio"}),
+    "ptpm-ratio": ("ptpm", {"label_space": "ratio"}),
+    "tpm-ratio-mean-leaves": ("tpm", {"label_space": "ratio", "leaf_values": "mean"}),
+    "ptpm-ratio-no-tsl": ("ptpm", {"label_space": "ratio", "tsl": False}),
+    "ptpm-ratio-no-ucl": ("ptpm", {"label_space": "ratio", "ucl": False}),
+    "tpm-best": ("tpm", PRESETS["best"]["tpm"]),
+    "ptpm-best": ("ptpm", PRESETS["best"]["ptpm"]),
 }
 SETTINGS_ORDER = ("ptpm", "ptpm-no-tsl", "ptpm-no-ucl", "tpm", "tpm-mean-leaves", "ptpm-batch-reward",
                   "ptpm-raw-advantage", "ptpm-prune-bias0", "ptpm-w-tree5", "ptpm-warmup",
@@ -255,7 +266,8 @@ def execute(spec: RunSpec, config: BenchmarkConfig, cache: _DataCache) -> Dict[s
     from ptpm_tf.evaluate import evaluate_frame
     from ptpm_tf.training import TrainConfig, train
     dataset, split = cache.get(spec.seed)
-    tc = TrainConfig(model=spec.model, dataset=config.dataset, data_dir=config.data_dir,
+    tc = TrainConfig(model=spec.model, preset="paper", dataset=config.dataset,
+                     data_dir=config.data_dir,
                      spec=config.spec, rows=config.rows, seed=spec.seed, depth=spec.depth,
                      epochs=config.epochs, batch_size=config.batch_size,
                      learning_rate=config.learning_rate, patience=config.patience,
@@ -276,7 +288,9 @@ def execute(spec: RunSpec, config: BenchmarkConfig, cache: _DataCache) -> Dict[s
         "seed": spec.seed, "depth": spec.depth, "head": spec.overrides,
         "test": run.metrics,
         "validation": {k: val[k] for k in ("mae", "rmse", "xauc", "user_xauc",
-                                           "avg_tree_depth") if k in val},
+                                           "avg_tree_depth", "decode", "mae_mean",
+                                           "mae_median", "xauc_mean", "xauc_median")
+                       if k in val},
         "history": run.history, "seconds": round(run.seconds, 2),
         "split": split.describe(), "cost": model_cost(run.model),
     }

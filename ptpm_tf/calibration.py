@@ -60,13 +60,12 @@ def predict_quantiles(model, frame: pd.DataFrame, levels: Sequence[float],
 
     @tf.function
     def step(features):
-        tree_p, global_p = head.leaf_distributions(model.raw_outputs(features))
-        out = {"tree": decoding.quantiles(tree_p, head.leaf_knots, levels),
-               "global": decoding.quantiles(global_p, head.leaf_knots, levels)}
+        outputs = model.raw_outputs(features)
+        out = {"tree": head.quantile(outputs, levels, features=features),
+               "global": head.quantile(outputs, levels, global_tree=True, features=features)}
         if with_duration:
-            raw = decoding.survival(tree_p, head.leaf_knots, features[DURATION])
-            out.update(p_complete_raw=raw,
-                       p_complete=decoding.monotone_map(raw, head.completion_map))
+            out.update(p_complete_raw=head.completion(outputs, features, recalibrated=False),
+                       p_complete=head.completion(outputs, features))
         return out
 
     parts = [step(batch) for batch in
@@ -75,13 +74,12 @@ def predict_quantiles(model, frame: pd.DataFrame, levels: Sequence[float],
 
 
 def raw_completion(model, frame: pd.DataFrame, batch_size: int = 8192) -> np.ndarray:
-    """[n] the personalised tree's ``P(W > duration)`` before recalibration."""
+    """[n] the personalised tree's ``p_complete`` before any recalibration."""
     head = model.head
 
     @tf.function
     def step(features):
-        tree_p, _ = head.leaf_distributions(model.raw_outputs(features))
-        return decoding.survival(tree_p, head.leaf_knots, features[DURATION], normalized=True)
+        return head.completion(model.raw_outputs(features), features, recalibrated=False)
 
     return np.concatenate([step(b).numpy() for b in
                            feature_batches(model.encoder.compact_arrays(frame), batch_size)])

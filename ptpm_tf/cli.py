@@ -46,6 +46,14 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="back up training every STEPS steps (default: every epoch); a killed "
                         "run resumes from its last backup when rerun with the same command")
     g = p.add_argument_group("PTPM settings (tree models)")
+    g.add_argument("--preset", choices=("best", "paper"), default="best",
+                   help="best (default): the settings that won on the validation split "
+                        "(a tree over watch time / duration, median decoder; BENCHMARKS.md); "
+                        "paper: the paper's definitions (a tree over seconds, mean decoder). "
+                        "The flags below override either")
+    g.add_argument("--label-space", choices=("seconds", "ratio"),
+                   help="what the global tree splits: the watch time in seconds (paper) or "
+                        "the watch ratio watch_time / duration (best; needs a duration)")
     g.add_argument("--no-tsl", action="store_true", help="ablation: no tree structure learning")
     g.add_argument("--no-ucl", action="store_true", help="ablation: no unbiased conditional learning")
     g.add_argument("--leaf-values", choices=("mean", "midpoint"),
@@ -61,8 +69,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="what the pruning model reads: the tower's features (default) or also "
                         "the global tree's classifier probabilities (Eq. 10's T_g)")
     g.add_argument("--decode", choices=("mean", "median"),
-                   help="decoder served as watch_time: mean (Eq. 2, default) or median of the "
-                        "tree's leaf distribution (metrics.json reports both)")
+                   help="decoder served as watch_time: mean (Eq. 2; paper) or median (best) of "
+                        "the tree's leaf distribution (metrics.json reports both)")
     g.add_argument("--reward-decode", choices=("mean", "median"),
                    help="decoder the TSL reward scores (default mean)")
     g.add_argument("--reward-error", choices=("squared", "absolute"),
@@ -103,7 +111,7 @@ def _head_overrides(args) -> dict:
         kw["ucl"] = False
     for name in ("leaf_values", "reward", "ucl_max_weight", "w_tree", "w_var",
                  "tree_warmup_steps", "prune_bias_init", "decode", "reward_decode", "reward_error",
-                 "pruner_input"):
+                 "pruner_input", "label_space"):
         if getattr(args, name) is not None:
             kw[name] = getattr(args, name)
     return kw
@@ -115,7 +123,8 @@ def _train_config(args, model: str):
         split = tuple(float(x) for x in args.split.split(","))
     except ValueError:
         raise SystemExit(f"ptpm-tf: --split must be three comma-separated numbers, got {args.split!r}")
-    return TrainConfig(model=model, dataset=args.dataset, data_dir=args.data_dir,
+    return TrainConfig(model=model, preset=args.preset, dataset=args.dataset,
+                       data_dir=args.data_dir,
                        spec=args.spec, rows=args.rows, strict=args.strict, seed=args.seed,
                        depth=args.depth,
                        epochs=args.epochs, batch_size=args.batch_size,
@@ -199,7 +208,8 @@ def _demo_serving(runs, split, export_dir: Path) -> None:
     personalised tree, answered by the exported PTPM SavedModel."""
     import numpy as np
     import tensorflow as tf
-    from ptpm_tf.export import INFO_FILE, SERVING_SIGNATURE, describe_tree, export_model
+    from ptpm_tf.export import (INFO_FILE, SERVING_SIGNATURE, describe_tree, export_model,
+                                label_unit)
     print()
     paths = {}
     for name, run in runs.items():
@@ -224,6 +234,7 @@ def _demo_serving(runs, split, export_dir: Path) -> None:
           f"{len(pruned)} of the first {len(candidates)} test rows have a pruned tree.")
     print(describe_tree({k: v[i] for k, v in out.items()}, info["depth"],
                         leaf_bounds=info["leaf_bounds"], node_value=info["node_value"],
+                        scale=label_unit(info, row.get("duration")),
                         min_prob=0.02))
     print(f"\nServe {export_dir}/ with TF Serving: docker compose up (see README).")
 
@@ -308,7 +319,7 @@ def cmd_predict(args) -> int:
     import grpc
     import numpy as np
     import pandas as pd
-    from ptpm_tf.export import describe_tree
+    from ptpm_tf.export import describe_tree, label_unit
     from ptpm_tf.serving.client import ServingClient, read_table
     frame = read_table(args.input)
     if args.rows:
@@ -338,8 +349,10 @@ def cmd_predict(args) -> int:
             for i in range(min(args.tree, len(frame))):
                 one = {k: v[i] for k, v in out.items()}
                 print(f"\ncandidate {i}:")
+                duration = frame["duration"].iloc[i] if "duration" in frame else None
                 print(describe_tree(one, depth, leaf_bounds=tree.get("leaf_bounds"),
-                                    node_value=tree.get("node_value")))
+                                    node_value=tree.get("node_value"),
+                                    scale=label_unit(tree, duration) if tree else 1.0))
     if args.output:
         Path(args.output).write_text(json.dumps({k: v.tolist() for k, v in out.items()}))
         print(f"outputs written to {args.output}")

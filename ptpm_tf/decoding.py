@@ -75,12 +75,38 @@ DECODERS = ("mean", "median")
 # ------------------------------------------------------------------ constants (NumPy)
 
 
-def spread_matrix(geometry: TreeGeometry) -> np.ndarray:
-    """[N, L] ``S[n, k] = 1 / |leaves below n|`` if global leaf ``k`` lies below (or is)
-    node ``n``, else 0: spreads a node's probability uniformly over its global leaves,
-    i.e. by their (equal) training mass. Rows sum to 1; leaf rows are one-hot."""
+def spread_matrix(geometry: TreeGeometry, leaf_mass: np.ndarray | None = None) -> np.ndarray:
+    """[N, L] ``S[n, k] = m_k / sum_{k' below n} m_k'`` if global leaf ``k`` lies below (or
+    is) node ``n``, else 0: spreads a node's probability over its global leaves by their
+    training mass ``m`` (``leaf_mass``; uniform when omitted, as for equal-frequency
+    leaves). Rows sum to 1; leaf rows are one-hot."""
     sub = geometry.subtree_leaves.astype(np.float64)
-    return (sub / sub.sum(axis=1, keepdims=True)).astype(np.float32)
+    if leaf_mass is not None:
+        mass = np.asarray(leaf_mass, np.float64)
+        sub = sub * (mass if mass.sum() > 0 else 1.0)
+    total = sub.sum(axis=1, keepdims=True)
+    return np.divide(sub, total, out=np.zeros_like(sub), where=total > 0).astype(np.float32)
+
+
+def share_at_or_above(knot_grid_values: np.ndarray, t: float, n_leaves: int) -> np.ndarray:
+    """[L] the share of each global leaf's mass at or above ``t`` under the within-leaf
+    interpolation (see the module doc): ``P(W >= t) = sum_k p_k share_k``. An atom at
+    exactly ``t`` (zero-width leaves there) counts as at or above ``t``: the ratio tree's
+    completion probability is this at ``t = 1``."""
+    x = np.asarray(knot_grid_values, np.float64)
+    m = len(x) - 1
+    k_pieces = m // n_leaves
+    below = int(np.sum(x < t))  # knots strictly below t; t lies in (x[i], x[i + 1]]
+    if below == 0:
+        u = 0.0
+    elif below > m:
+        u = float(m)
+    else:
+        i = below - 1
+        width = x[i + 1] - x[i]
+        u = i + (min(max((t - x[i]) / width, 0.0), 1.0) if width > 0 else 1.0)
+    lower = np.arange(n_leaves) * k_pieces
+    return np.clip((lower + k_pieces - u) / k_pieces, 0.0, 1.0).astype(np.float32)
 
 
 def fit_leaf_knots(y: np.ndarray, train_leaf: np.ndarray, leaf_bounds: np.ndarray,

@@ -233,7 +233,10 @@ def tree_constants(model: tf.keras.Model) -> Optional[dict]:
     out = {"depth": int(head.geometry.depth),
            "leaf_bounds": [float(x) for x in head.leaf_bounds.numpy()],
            "node_value": [float(x) for x in head.node_value.numpy()],
-           "tsl": bool(getattr(head, "tsl", False))}
+           "tsl": bool(getattr(head, "tsl", False)),
+           "label_space": getattr(head, "label_space", "seconds")}
+    if out["label_space"] == "ratio":
+        out["duration_fallback"] = float(head.duration_fallback.numpy())
     if hasattr(head, "decoder"):  # distributional decoding (issue 7)
         out.update(decode=head.decoder, quantile_levels=list(head.quantile_levels),
                    leaf_knots=int(head.n_knots))
@@ -479,10 +482,20 @@ def _node_leaf_range(node: int, depth: int):
     return first, first + span - 1
 
 
+def label_unit(tree: Mapping, duration: Optional[float]) -> float:
+    """Seconds per unit of an exported tree's label (``tree``: ``model_info.json``'s
+    ``tree``) for a request with this ``duration``: 1 for a seconds tree; for a ratio tree
+    the duration, or the training median where it is unknown (as the model does)."""
+    if tree.get("label_space", "seconds") != "ratio":
+        return 1.0
+    d = float("nan") if duration is None else float(duration)
+    return d if np.isfinite(d) and d > 0 else float(tree["duration_fallback"])
+
+
 def describe_tree(prediction: Mapping[str, np.ndarray], depth: int, *,
                   leaf_bounds: Optional[Sequence[float]] = None,
                   node_value: Optional[Sequence[float]] = None,
-                  min_prob: float = 0.01, unit: str = "s") -> str:
+                  min_prob: float = 0.01, unit: str = "s", scale: float = 1.0) -> str:
     """A readable rendering of one candidate's personalised tree.
 
     ``prediction``: the serving outputs for ONE candidate (``prune_mask`` [I-1],
@@ -491,6 +504,8 @@ def describe_tree(prediction: Mapping[str, np.ndarray], depth: int, *,
     ``leaf_bounds`` / ``node_value`` (the head's constants, in ``model_info.json`` of an
     export) turn the leaves' quantile intervals into label intervals and values; without
     them intervals are shown in quantile space (leaf k covers u in [k/L, (k+1)/L)).
+    ``scale`` turns the tree's label into seconds (:func:`label_unit`: the request's
+    duration for a tree over watch time / duration).
     Leaves of the pruned tree below ``min_prob`` are summarised in one line.
     """
     n_int, n_leaves = 2 ** depth - 1, 2 ** depth
@@ -519,7 +534,8 @@ def describe_tree(prediction: Mapping[str, np.ndarray], depth: int, *,
     def interval(n):
         first, last = _node_leaf_range(n, depth)
         if leaf_bounds is not None:
-            return f"[{leaf_bounds[first]:.2f}, {leaf_bounds[last + 1]:.2f}]"
+            return (f"[{scale * leaf_bounds[first]:.2f}, "
+                    f"{scale * leaf_bounds[last + 1]:.2f}]")
         return f"[{first / n_leaves:.3f}, {(last + 1) / n_leaves:.3f})"
 
     tree_depth = scalar("tree_depth")
@@ -545,7 +561,7 @@ def describe_tree(prediction: Mapping[str, np.ndarray], depth: int, *,
             continue
         row = f"  {n:>5} {int(np.log2(n + 1)):>5}  {interval(n):<20}"
         if node_value is not None:
-            row += f" {node_value[n]:>8.2f}"
+            row += f" {scale * node_value[n]:>8.2f}"
         bar = "#" * int(round(20 * p / top))
         lines.append(row + f" {p:>8.3f}  {bar}" + ("  (pruned node)" if pruned_flag[n] else ""))
     if rest_n:
@@ -553,11 +569,17 @@ def describe_tree(prediction: Mapping[str, np.ndarray], depth: int, *,
                      f"together {rest_p:.3f}")
     lines.append(f"  sum of leaf probabilities: {leaf_prob[leaves].sum():.4f}")
     wt, wg, var = scalar("watch_time"), scalar("watch_time_global"), scalar("variance")
+    mean, median = scalar("watch_time_mean"), scalar("watch_time_median")
     if wt is not None:
-        summary = f"  expected watch time E_T = {wt:.2f} {unit}"
+        if mean is None or median is None:  # lean outputs: watch_time is all there is
+            summary = f"  served watch time {wt:.2f} {unit}"
+        else:
+            served = "median" if median == wt and mean != wt else "mean E_T"
+            summary = (f"  served watch time {wt:.2f} {unit} (the {served}; "
+                       f"mean E_T = {mean:.2f}, median {median:.2f} {unit})")
         if var is not None:
             summary += f", std {np.sqrt(max(var, 0.0)):.2f} {unit}"
         if wg is not None:
-            summary += f" (global tree E_g = {wg:.2f} {unit})"
+            summary += f"; global tree {wg:.2f} {unit}"
         lines.append(summary)
     return "\n".join(lines)

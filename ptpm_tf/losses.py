@@ -4,7 +4,7 @@
   learning (inverse propensity of reaching each classifier's node, Eq. 15-17).
 - :func:`batch_advantage` and :func:`sample_advantage`: the self-critical reward
   ``R_T - R_{T_g}`` with ``R = XAUC - MSE`` (Eq. 11), per batch as in the paper or
-  decomposed per sample.
+  decomposed per sample (with the same batch mean).
 - :func:`reinforce_loss`: the REINFORCE surrogate whose gradient is Eq. 12.
 
 Split over several replicas (:mod:`ptpm_tf.distribute`), the batch statistics here are those
@@ -25,6 +25,12 @@ def ucl_weights(log_reach: tf.Tensor, on_path: tf.Tensor, max_weight: float,
                 self_normalize: bool) -> tf.Tensor:
     """[B, I] weights ``1 / P(reach node | x)`` (stop-gradient) for the classifiers on each
     sample's path (Eq. 17); the root's is 1.
+
+    The propensity of the classifier at level ``j - 1`` of the path is the probability of
+    reaching its node, the product of the path's branch probabilities for ``1 <= l <= j - 1``
+    (``exp`` of the node's ``log_reach``). Eq. 14 as printed stops the product at
+    ``l <= j - 2``, one factor short of the node that Eq. 15 and 17 condition on; this is
+    a correction of the printed index.
 
     Raw inverse propensities explode for unlikely nodes, so they are clipped at
     ``max_weight`` (``<= 0`` disables clipping) and, with ``self_normalize``, divided per
@@ -93,20 +99,29 @@ def batch_advantage(y: tf.Tensor, pred_tree: tf.Tensor, pred_global: tf.Tensor,
 
 def sample_advantage(y: tf.Tensor, pred_tree: tf.Tensor, pred_global: tf.Tensor,
                      scale: tf.Tensor, error: str = "squared") -> tf.Tensor:
-    """[B] per-sample decomposition of ``R_T - R_{T_g}``: sample ``i``'s share of the
-    batch's concordant pairs when its pruned-tree prediction (instead of its global one)
-    is ranked against the others' global predictions, minus the change in its squared
-    error. Each sample's advantage then depends on its own pruning action only, which is
-    what gives REINFORCE a per-sample credit instead of one scalar for the whole batch.
-    ``error='absolute'`` uses the absolute instead of the squared error."""
-    # conc_T - conc_g = 1/2 sign(dy) (sign(pT_i - pg_j) - sign(pg_i - pg_j)): sign(dy) is 0
-    # on label ties, so it is also the pair mask, and the two [B, B'] concordances share it.
-    y_col, pg_col = distribute.global_batch((y, pred_global))
+    """[B] per-sample decomposition of ``R_T - R_{T_g}`` (Eq. 11) whose batch mean is the
+    batch reward exactly, so the XAUC and error terms keep the paper's relative scale.
+
+    Error term: the change of sample ``i``'s own error. XAUC term: the change of every
+    pair's concordance when both samples move from the global to the pruned tree,
+    ``D_ij = c(T_i, T_j) - c(g_i, g_j)``, is split between the two samples by their
+    Shapley values (``i`` gets the mean of its own move's effect with ``j`` at ``g_j`` and
+    at ``T_j``; the two shares sum to ``D_ij``), and the shares are divided by the
+    number of pairs with different labels, ``P``, times ``B``. So ``mean_i d_xauc_i =
+    sum_{i<j} D_ij / P``, the batch XAUC change. ``error='absolute'`` uses the absolute
+    instead of the squared error."""
+    # c(a_i, b_j) = 1/2 (1 + s_ij sign(a_i - b_j)), s_ij = sign(y_i - y_j), 0 on label ties
+    # (so s is also the pair mask). i's share of D_ij:
+    # 1/4 s_ij [sign(T_i - g_j) + sign(T_i - T_j) - sign(g_i - g_j) - sign(g_i - T_j)]
+    y_col, pg_col, pt_col = distribute.global_batch((y, pred_global, pred_tree))
     sign_dy = tf.sign(y[:, None] - y_col[None, :])
-    swing = (tf.sign(pred_tree[:, None] - pg_col[None, :])
-             - tf.sign(pred_global[:, None] - pg_col[None, :]))
-    n_pairs = tf.reduce_sum(tf.abs(sign_dy), axis=1)
-    d_xauc = tf.math.divide_no_nan(0.5 * tf.reduce_sum(sign_dy * swing, axis=1), n_pairs)
+    cols = tf.concat([pg_col, pt_col], 0)[None, :]  # [1, 2B']: g_j, then T_j
+    swing = tf.sign(pred_tree[:, None] - cols) - tf.sign(pred_global[:, None] - cols)
+    share = 0.25 * tf.reduce_sum(tf.concat([sign_dy, sign_dy], 1) * swing, axis=1)
+    n_pairs, n_rows = distribute.global_sum(
+        (tf.reduce_sum(tf.abs(sign_dy)), tf.cast(tf.shape(y)[0], tf.float32)))
+    # the shares sum to sum_{i<j} D_ij, and there are P = n_pairs / 2 pairs i < j
+    d_xauc = tf.math.divide_no_nan(share * n_rows, 0.5 * n_pairs)
     d_err = _error(pred_tree, y, scale, error) - _error(pred_global, y, scale, error)
     return d_xauc - d_err
 

@@ -33,7 +33,8 @@ from ptpm_tf.data.pipeline import make_tf_dataset
 from ptpm_tf.data.registry import load_dataset
 from ptpm_tf.data.splits import Split, split_dataset
 from ptpm_tf.features import FeatureEncoder
-from ptpm_tf.heads import MODELS, build_head
+from ptpm_tf.data.dataset import DURATION
+from ptpm_tf.heads import DEFAULT_PRESET, MODELS, build_head, head_settings
 from ptpm_tf.model import WatchTimeModel
 from ptpm_tf.resume import ResumableEarlyStopping, RunBackup
 from ptpm_tf.tower import Tower
@@ -44,6 +45,9 @@ class TrainConfig:
     """Everything that defines a training run (saved as ``config.json``)."""
 
     model: str = "ptpm"
+    #: head settings laid over the model's (``ptpm_tf.heads.PRESETS``): ``best`` (what won
+    #: on validation) or ``paper`` (the paper's definitions); ``head`` overrides both
+    preset: str = DEFAULT_PRESET
     dataset: str = "simulator"
     data_dir: Optional[str] = None
     spec: Optional[str] = None
@@ -69,6 +73,10 @@ class TrainConfig:
         if MODELS[self.model][0].__name__ == "TreeHead":
             kw.setdefault("depth", self.depth)
         return kw
+
+    def label_space(self) -> Optional[str]:
+        """The tree's label space this config builds (None for heads without one)."""
+        return head_settings(self.model, self.preset, **self.head_kwargs()).get("label_space")
 
 
 @dataclasses.dataclass
@@ -105,10 +113,24 @@ def check_run_dir(out_dir: Path) -> None:
                          f"replaces its directory, so choose an empty or a run directory")
 
 
+def fit_label_space(config: TrainConfig, dataset: Dataset) -> TrainConfig:
+    """A ratio tree needs the duration: on a dataset without one (CIKM16), a ratio space
+    that came from the preset falls back to seconds with a one-line notice, and one asked
+    for explicitly is an error."""
+    if config.label_space() != "ratio" or DURATION in dataset.numeric:
+        return config
+    if config.head.get("label_space") == "ratio":
+        raise ValueError(f"--label-space ratio needs a duration column, and {dataset.name} "
+                         f"has none; use --label-space seconds")
+    print(f"ptpm-tf: note: {dataset.name} has no duration, so the tree splits seconds "
+          f"(label_space=seconds)", file=sys.stderr)
+    return dataclasses.replace(config, head={**config.head, "label_space": "seconds"})
+
+
 def build_model(config: TrainConfig, encoder: FeatureEncoder) -> WatchTimeModel:
     tower = Tower({name: encoder.vocab_size(name) for name in encoder.categorical},
                   **config.tower)
-    head = build_head(config.model, **config.head_kwargs())
+    head = build_head(config.model, config.preset, **config.head_kwargs())
     return WatchTimeModel(encoder, tower, head)
 
 
@@ -153,6 +175,7 @@ def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
     else:
         dataset = load_dataset(config.dataset, data_dir=config.data_dir, spec=config.spec,
                                rows=config.rows, seed=config.seed, strict=config.strict)
+    config = fit_label_space(config, dataset)
     if split is None:
         split = split_dataset(dataset, config.split, seed=config.seed)
     backup = RunBackup(Path(out_dir), writer) if out_dir is not None else None
@@ -253,7 +276,8 @@ def load_run(run_dir: Path):
     if not (run_dir / "config.json").exists():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
     saved = json.loads((run_dir / "config.json").read_text())
-    config = TrainConfig(**saved["train"])
+    # runs written before presets existed were built with the paper's settings
+    config = TrainConfig(**{"preset": "paper", **saved["train"]})
     encoder = FeatureEncoder.from_config(saved["model"]["encoder"])
     model = build_model(config, encoder)
     dataset = load_dataset(config.dataset, data_dir=config.data_dir, spec=config.spec,

@@ -101,11 +101,12 @@ class TreeGeometry:
 
 @dataclasses.dataclass
 class GlobalTree:
-    """The global tree fitted to training labels (DESIGN.md section 2, "Discretization").
+    """The global tree fitted to training labels (see :func:`fit_global_tree`).
 
-    ``leaf_bounds[k], leaf_bounds[k+1]`` are the label-space edges of leaf ``k`` (equal
-    training mass per leaf); ``node_value`` / ``node_m2`` are the mean and second moment of
-    the training labels in each node (or the interval midpoint for paper-literal TPM).
+    ``leaf_bounds[k], leaf_bounds[k+1]`` are the label-space edges of leaf ``k``;
+    ``leaf_mass[k]`` its share of the training rows (``1/L`` for equal-frequency leaves);
+    ``node_value`` / ``node_m2`` are the mean and second moment of the training labels in
+    each node (or the interval midpoint for paper-literal TPM).
     """
 
     depth: int
@@ -113,16 +114,70 @@ class GlobalTree:
     node_value: np.ndarray  # [N]
     node_m2: np.ndarray  # [N]
     train_leaf: np.ndarray  # [n_train] leaf of every training row
+    leaf_mass: np.ndarray  # [L] share of the training rows in each leaf
 
-    @property
-    def geometry(self) -> TreeGeometry:
-        return TreeGeometry(self.depth)
+
+def _apportion(sizes: np.ndarray, is_atom: np.ndarray, n_leaves: int) -> np.ndarray:
+    """Leaves per segment of the sorted labels, proportional to the segment's size (largest
+    remainders). An atom (a run of one label value holding at least ``1/L`` of the rows)
+    gets at least one leaf; a stretch between atoms gets one while leaves remain, else its
+    rows join the next segment's first leaf."""
+    quota = sizes * n_leaves / sizes.sum()
+    alloc = np.floor(quota).astype(np.int64)  # >= 1 for atoms: their quota is >= 1
+    for i in np.argsort(-sizes, kind="stable"):
+        if not is_atom[i] and alloc[i] == 0 and alloc.sum() < n_leaves:
+            alloc[i] = 1
+    while alloc.sum() < n_leaves:
+        alloc[np.argmax(quota - alloc)] += 1
+    return alloc
+
+
+def leaf_cuts(sorted_y: np.ndarray, n_leaves: int, atoms: bool) -> np.ndarray:
+    """[L+1] rank boundaries ``0 = c_0 <= ... <= c_L = n`` of the leaves over the sorted
+    labels: leaf ``k`` holds ranks ``c_k .. c_{k+1}-1``.
+
+    Without ``atoms``: equal frequency (``c_k = k n // L``), ties split across leaves by
+    the caller's tie-breaking order. With ``atoms``: a label value holding at least ``1/L``
+    of the rows (in the watch ratio, the complete plays at exactly 1) gets whole leaves of
+    its own, zero-width leaves whose value is exactly that label; the stretches between
+    atoms are cut at equal frequency, and every segment gets leaves in proportion to its
+    size, so all leaves still hold about ``1/L`` of the rows.
+    """
+    n = len(sorted_y)
+    even = np.arange(n_leaves + 1) * n // n_leaves
+    if not atoms or n == 0:
+        return even
+    run_start = np.concatenate([[0], np.flatnonzero(np.diff(sorted_y) != 0) + 1])
+    run_len = np.diff(np.concatenate([run_start, [n]]))
+    is_big = run_len * n_leaves >= n
+    if not is_big.any():
+        return even
+    segments, pos = [], 0  # (start, end, is_atom), at most 2L + 1 of them
+    for s, length in zip(run_start[is_big], run_len[is_big]):
+        if s > pos:
+            segments.append((pos, s, False))
+        segments.append((s, s + length, True))
+        pos = s + length
+    if pos < n:
+        segments.append((pos, n, False))
+    starts, ends, is_atom = (np.array(x) for x in zip(*segments))
+    alloc = _apportion(ends - starts, is_atom.astype(bool), n_leaves)
+    cuts = [0]
+    for s, e, k in zip(starts, ends, alloc):
+        cuts.extend(s + np.arange(1, k + 1) * (e - s) // max(k, 1) if k else [])
+    cuts[-1] = n  # a last stretch without a leaf joins the last leaf
+    return np.asarray(cuts, np.int64)
 
 
 def fit_global_tree(y: np.ndarray, depth: int, *, leaf_values: str = "mean",
-                    seed: int = 0) -> GlobalTree:
-    """Equal-frequency discretisation of ``y`` in quantile space, ties broken by a seeded
-    random order so that every leaf holds exactly 1/L of the training rows (up to rounding).
+                    seed: int = 0, atoms: bool = False) -> GlobalTree:
+    """Discretise ``y`` into ``2^depth`` leaves in quantile space (:func:`leaf_cuts`), ties
+    broken by a seeded random order.
+
+    ``atoms=False`` is TPM's balanced tree: every leaf holds exactly 1/L of the training
+    rows (up to rounding), a tie run spread over several leaves. ``atoms=True`` keeps
+    each atom of the label (a value holding at least 1/L of the rows) in zero-width leaves
+    of its own (the watch-ratio tree, where complete plays sit at exactly 1).
 
     ``leaf_values='mean'`` sets node values to the mean (and second moment) of the labels in
     the node; ``'midpoint'`` to the midpoint of its label interval (TPM, paper section 3.2).
@@ -136,13 +191,15 @@ def fit_global_tree(y: np.ndarray, depth: int, *, leaf_values: str = "mean",
     n, n_leaves = len(y), geom.n_leaves
     tie_break = np.random.default_rng(seed).random(n)
     order = np.lexsort((tie_break, y))
-    rank = np.empty(n, np.int64)
-    rank[order] = np.arange(n)
-    leaf = np.minimum(rank * n_leaves // n, n_leaves - 1).astype(np.int32)
-
     sorted_y = y[order]
-    cuts = np.arange(1, n_leaves) * n // n_leaves
-    bounds = np.concatenate([[sorted_y[0]], sorted_y[np.minimum(cuts, n - 1)], [sorted_y[-1]]])
+    cuts = leaf_cuts(sorted_y, n_leaves, atoms)
+    leaf = np.empty(n, np.int32)
+    leaf[order] = np.repeat(np.arange(n_leaves, dtype=np.int32), np.diff(cuts))
+    first = sorted_y[np.minimum(cuts[:-1], n - 1)]
+    bounds = np.concatenate([first, [sorted_y[-1]]])
+    if atoms:  # a leaf of one label value ends at it: an atom's leaves have zero width
+        last = sorted_y[np.maximum(cuts[1:] - 1, 0)]
+        bounds[1:-1] = np.where(first[:-1] == last[:-1], last[:-1], bounds[1:-1])
 
     counts = np.bincount(leaf, minlength=n_leaves).astype(np.float64)
     s1 = np.bincount(leaf, weights=y, minlength=n_leaves)
@@ -153,25 +210,34 @@ def fit_global_tree(y: np.ndarray, depth: int, *, leaf_values: str = "mean",
         value = np.divide(sub @ s1, node_n, out=np.zeros(geom.n_nodes), where=node_n > 0)
         m2 = np.divide(sub @ s2, node_n, out=np.zeros(geom.n_nodes), where=node_n > 0)
     else:
-        first = np.argmax(sub > 0, axis=1)
-        last = n_leaves - 1 - np.argmax(sub[:, ::-1] > 0, axis=1)
-        value = 0.5 * (bounds[first] + bounds[last + 1])
+        lo = np.argmax(sub > 0, axis=1)
+        hi = n_leaves - 1 - np.argmax(sub[:, ::-1] > 0, axis=1)
+        value = 0.5 * (bounds[lo] + bounds[hi + 1])
         m2 = value ** 2
     return GlobalTree(depth, bounds.astype(np.float32), value.astype(np.float32),
-                      m2.astype(np.float32), leaf)
+                      m2.astype(np.float32), leaf, (counts / n).astype(np.float32))
 
 
 def assign_leaves(y: np.ndarray, leaf_bounds: np.ndarray, seed: int = 0) -> np.ndarray:
     """Leaf of each label for rows outside the training set.
 
-    A label strictly inside one leaf's interval goes there; a label equal to one or more
-    boundaries (a tie that the training discretisation spread over several leaves) goes to
-    one of those leaves uniformly at random (seeded), matching how training ties were split.
+    A label equal to the value of zero-width leaves (an atom, :func:`leaf_cuts`) goes to
+    one of them uniformly at random. Otherwise a label strictly inside one leaf's interval
+    goes there, and a label equal to one or more boundaries (a tie that the training
+    discretisation spread over several leaves) goes to one of those leaves uniformly at
+    random (seeded), matching how training ties were split.
     """
     y = np.asarray(y, np.float64)
-    inner = np.asarray(leaf_bounds, np.float64)[1:-1]
+    b = np.asarray(leaf_bounds, np.float64)
+    inner = b[1:-1]
     lo = np.searchsorted(inner, y, side="left")
     hi = np.searchsorted(inner, y, side="right")
+    # zero-width leaves at y: lower bound == y == upper bound, i.e. leaves
+    # [first with lower == y, last with upper <= y]
+    z_lo = np.searchsorted(b[:-1], y, side="left")
+    z_hi = np.searchsorted(b[1:], y, side="right")  # leaves whose upper bound is <= y
+    atom = (z_hi > z_lo) & (z_lo < len(b) - 1) & (b[np.minimum(z_lo, len(b) - 2)] == y)
+    lo, hi = np.where(atom, z_lo, lo), np.where(atom, z_hi - 1, hi)
     u = np.random.default_rng(seed).random(len(y))
     return (lo + np.floor(u * (hi - lo + 1))).astype(np.int32).clip(0, len(inner))
 

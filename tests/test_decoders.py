@@ -176,8 +176,8 @@ def test_unpruned_spread_equals_global_leaves_and_mean_is_e_t():
 def test_median_decoder_end_to_end(tmp_path):
     from ptpm_tf.evaluate import predict_frame
     from ptpm_tf.training import TrainConfig, load_run, train
-    config = TrainConfig(model="ptpm", rows=3000, depth=3, epochs=1, batch_size=512,
-                         head={"decode": "median"})
+    config = TrainConfig(model="ptpm", preset="paper", rows=3000, depth=3, epochs=1,
+                         batch_size=512, head={"decode": "median"})
     run = train(config, tmp_path / "run", verbose=0)
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["decode"] == "median"
@@ -293,12 +293,13 @@ def test_tree_head_outputs_match_the_decoding_functions():
     np.testing.assert_allclose(h.quantile(raw, [0.5])[:, 0], out["watch_time"], rtol=1e-4)
     np.testing.assert_allclose(h.quantile(raw, [0.5], global_tree=True)[:, 0],
                                out["watch_time_global"], rtol=1e-4)
-    np.testing.assert_allclose(h.survival(raw, duration), out["p_complete"], atol=1e-6)
+    raw_p = h.completion(raw, {"duration": duration}, recalibrated=False)
+    np.testing.assert_allclose(raw_p, out["p_complete"], atol=1e-6)
     # a fitted completion map is applied to the served p_complete only
     h.completion_map.assign(np.sqrt(np.linspace(0, 1, decoding.COMPLETION_GRID + 1)))
     mapped = h.decode(raw, {"duration": duration})["p_complete"]
-    np.testing.assert_allclose(mapped, decoding.monotone_map(h.survival(raw, duration),
-                                                             h.completion_map), atol=1e-6)
+    np.testing.assert_allclose(mapped, decoding.monotone_map(raw_p, h.completion_map),
+                               atol=1e-6)
     assert np.all(mapped.numpy() >= out["p_complete"].numpy() - 1e-6)
 
 

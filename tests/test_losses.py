@@ -127,9 +127,10 @@ def test_tree_loss_reaches_only_the_pruner_and_tpm_terms_only_the_classifier(pru
 
 
 def test_sample_advantage_equals_its_definition_by_pairs():
-    """Sample i's advantage: its concordant-pair share with the pruned instead of the global
-    prediction (against the others' global predictions, label ties excluded, prediction
-    ties 1/2), minus the change of its normalised squared error; brute force over pairs."""
+    """Sample i's advantage: its Shapley share of every pair's concordance change (the mean
+    of its own move's effect with the other sample at its global and at its pruned
+    prediction; label ties excluded, prediction ties 1/2), times B / P (P pairs with
+    different labels), minus the change of its normalised squared error; brute force."""
     rng = np.random.default_rng(0)
     n = 40
     y = rng.integers(0, 6, n).astype(np.float32)  # many label ties
@@ -140,12 +141,29 @@ def test_sample_advantage_equals_its_definition_by_pairs():
     def conc(a, b, dy):
         return 0.5 * (1 + np.sign(dy) * np.sign(a - b))
 
+    n_pairs = sum(y[i] != y[j] for i in range(n) for j in range(i + 1, n))
     expected = np.zeros(n)
     for i in range(n):
         js = [j for j in range(n) if y[j] != y[i]]
-        share = sum(conc(pt[i], pg[j], y[i] - y[j]) - conc(pg[i], pg[j], y[i] - y[j]) for j in js)
-        expected[i] = (share / len(js) if js else 0.0) - (
+        share = sum(0.5 * (conc(pt[i], pg[j], y[i] - y[j]) - conc(pg[i], pg[j], y[i] - y[j])
+                           + conc(pt[i], pt[j], y[i] - y[j]) - conc(pg[i], pt[j], y[i] - y[j]))
+                    for j in js)
+        expected[i] = share * n / n_pairs - (
             ((pt[i] - y[i]) / scale) ** 2 - ((pg[i] - y[i]) / scale) ** 2)
     got = losses.sample_advantage(tf.constant(y), tf.constant(pt), tf.constant(pg),
                                   tf.constant(scale)).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("error", ["squared", "absolute"])
+def test_sample_advantage_batch_mean_is_the_batch_reward(error):
+    """Eq. 11's scale: the per-sample advantages average to the paper's batch reward
+    R_T - R_{T_g} = dXAUC - dMSE on a random batch where many samples move at once."""
+    rng = np.random.default_rng(3)
+    n = 500
+    y = np.round(rng.exponential(10.0, n)).astype(np.float32)  # label ties too
+    pg = rng.normal(10.0, 3.0, n).astype(np.float32)
+    pt = np.where(rng.random(n) < 0.4, rng.normal(10.0, 3.0, n), pg).astype(np.float32)
+    args = (tf.constant(y), tf.constant(pt), tf.constant(pg), tf.constant(4.0), error)
+    per_sample = losses.sample_advantage(*args).numpy()
+    assert per_sample.mean() == pytest.approx(float(losses.batch_advantage(*args)), abs=1e-6)

@@ -8,14 +8,27 @@ gradient only from ``L_tree``; the classifier logits only from the TPM terms.
 
 TPM is this head with ``tsl=False, ucl=False, leaf_values='midpoint'``.
 
+**Label space.** ``label_space='seconds'`` is the paper's tree over the watch time ``w``;
+``'ratio'`` discretises the watch ratio ``r = w / d`` (``d`` the item's duration), whose
+atom at ``r = 1`` (complete plays) gets zero-width leaves of value exactly 1
+(:func:`ptpm_tf.tree.leaf_cuts`). Everything the head returns stays in seconds per row:
+each decoded quantity of ``r`` is multiplied back by ``d`` (Eq. 2 in ratio space times
+``d`` is the mean in seconds; quantiles likewise; the variance by ``d^2``). Rows whose
+duration is missing, NaN or ``<= 0`` use the training median duration
+(``duration_fallback``) as ``d``. ``L_reg``, ``L_var`` and the TSL reward are computed in
+seconds (the paper's regression of the watch time), on the normalised scale
+``label_scale`` = std of the training watch times.
+
 Decoding (issue 7, :mod:`ptpm_tf.decoding`): besides its mean (Eq. 2), the tree's leaf
 distribution is decoded into a continuous distribution in seconds (a pruned leaf spread
 over its global leaves by training mass, interpolated inside a leaf through the training
 labels' within-leaf quantiles ``leaf_knots``). ``decode='median'`` serves its median as
 ``watch_time``; the serving outputs always include the mean and the median, the quantiles
-at ``quantile_levels`` and, when the features carry ``duration``, ``p_complete``
-(``P(W > duration)`` of the tree, recalibrated on the validation split by the monotone map
-``completion_map``: the raw value is biased low, see :mod:`ptpm_tf.calibration`).
+at ``quantile_levels`` and, when the features carry ``duration``, ``p_complete``. In ratio
+space ``p_complete`` is the tree's own mass at ``r >= 1``; in seconds space it is
+``P(W > duration)`` recalibrated on the validation split by the monotone map
+``completion_map`` (a seconds leaf smears each item's completion spike, so the raw value
+is biased low, see :mod:`ptpm_tf.calibration`).
 """
 from __future__ import annotations
 
@@ -34,6 +47,12 @@ from ptpm_tf import distribute
 
 #: what the pruning model can read (``TreeHead(pruner_input=...)``)
 PRUNER_INPUTS = ("features", "features+tree")
+#: what the global tree discretises (``TreeHead(label_space=...)``)
+LABEL_SPACES = ("seconds", "ratio")
+#: decoded outputs in the tree's label unit, turned into seconds per row in ratio space
+_SECONDS_OUTPUTS = ("watch_time", "watch_time_global", "variance", "watch_time_mean",
+                    "watch_time_median", "quantiles", "watch_time_global_mean",
+                    "watch_time_global_median")
 
 
 class TreeHead(Head):
@@ -70,6 +89,8 @@ class TreeHead(Head):
         (the tower's vector for ``x``, as Fig. 5 draws it) or ``'features+tree'`` (also the
         global tree's classifier probabilities for this request, stop-gradient, so it can
         see where the classifiers are unsure).
+      label_space: ``'seconds'`` (the tree splits the watch time, as the paper) or
+        ``'ratio'`` (it splits watch time / duration; see the module docstring).
       distribution_outputs: also return ``watch_time_mean``, ``watch_time_median``,
         ``quantiles`` and ``p_complete``; ``False`` gives the lean mean-only outputs.
 
@@ -79,7 +100,7 @@ class TreeHead(Head):
     leaves), ``tree_depth``; with ``distribution_outputs``: ``watch_time_mean`` (``E_T``),
     ``watch_time_median``, ``quantiles`` ([B, Q]) and, if the features hold ``duration``,
     ``p_complete`` = P(watch time > duration) through ``completion_map`` (fitted by
-    :meth:`calibrate`; the identity before) (NaN where the duration is NaN).
+    :meth:`calibrate` in seconds space; the identity before).
     """
 
     loss_names = ("ce", "reg", "var", "tree", "tree_gain", "prune_rate")
@@ -96,8 +117,12 @@ class TreeHead(Head):
                  reward_error: str = "squared",
                  quantile_levels=decoding.QUANTILE_LEVELS, leaf_knots: int = decoding.LEAF_KNOTS,
                  distribution_outputs: bool = True, pruner_input: str = "features",
-                 seed: int = 0, **kwargs):
+                 label_space: str = "seconds", seed: int = 0, **kwargs):
         super().__init__(**kwargs)
+        if label_space not in LABEL_SPACES:
+            raise ValueError(f"label_space must be one of {LABEL_SPACES}, got {label_space!r}")
+        self.label_space = label_space
+        self.ratio = label_space == "ratio"
         if reward not in ("sample", "batch"):
             raise ValueError(f"reward must be 'sample' or 'batch', got {reward!r}")
         for name, value in (("decode", decode), ("reward_decode", reward_decode)):
@@ -146,7 +171,19 @@ class TreeHead(Head):
             name="completion_map", shape=[decoding.COMPLETION_GRID + 1], trainable=False,
             dtype=tf.float32, initializer=tf.keras.initializers.Constant(
                 np.linspace(0.0, 1.0, decoding.COMPLETION_GRID + 1)))  # identity until fit
-        self.spread = tf.constant(decoding.spread_matrix(g))  # [N, L]
+        # [N, L] spreads a pruned leaf's probability over its global leaves by training
+        # mass (uniform for equal-frequency leaves; fitted by adapt)
+        self.spread = self.add_weight(
+            name="leaf_spread", shape=[g.n_nodes, g.n_leaves], trainable=False,
+            dtype=tf.float32,
+            initializer=tf.keras.initializers.Constant(decoding.spread_matrix(g)))
+        # ratio space: each global leaf's share of its mass at r >= 1 (p_complete)
+        self.completion_share = self.add_weight(
+            name="completion_share", shape=[g.n_leaves], **const)
+        # ratio space: seconds per unit of r where a row's duration is unknown
+        self.duration_fallback = self.add_weight(
+            name="duration_fallback", shape=[], trainable=False, initializer="ones",
+            dtype=tf.float32)
 
     @property
     def output_names(self):
@@ -156,17 +193,54 @@ class TreeHead(Head):
 
     # -- constants -------------------------------------------------------------------
     def adapt(self, train: pd.DataFrame) -> Dict[str, np.ndarray]:
-        """Fit the global tree on the training labels; return the training targets (their
-        exact equal-frequency leaves)."""
+        """Fit the global tree on the training labels (in the head's label space); return
+        the training targets (their exact leaves)."""
         y = train[LABEL].to_numpy(np.float64)
-        tree = fit_global_tree(y, self.depth, leaf_values=self.leaf_values, seed=self.seed)
+        if self.ratio:
+            if DURATION not in train:
+                raise ValueError("label_space='ratio' needs a duration column; this dataset "
+                                 "has none (use label_space='seconds')")
+            d = train[DURATION].to_numpy(np.float64)
+            known = np.isfinite(d) & (d > 0)
+            if not known.any():
+                raise ValueError("label_space='ratio' needs durations, but no training row "
+                                 "has a duration > 0 (use label_space='seconds')")
+            self.duration_fallback.assign(float(np.median(d[known])))
+            d = self._unit_np(d)
+            label = y / d
+        else:
+            label = y
+        tree = fit_global_tree(label, self.depth, leaf_values=self.leaf_values,
+                               seed=self.seed, atoms=self.ratio)
         self.node_value.assign(tree.node_value)
         self.node_m2.assign(tree.node_m2)
         self.leaf_bounds.assign(tree.leaf_bounds)
         self.leaf_knots.assign(decoding.knot_grid(decoding.fit_leaf_knots(
-            y, tree.train_leaf, tree.leaf_bounds, self.n_knots)))
+            label, tree.train_leaf, tree.leaf_bounds, self.n_knots)))
+        self.spread.assign(decoding.spread_matrix(self.geometry, tree.leaf_mass))
+        if self.ratio:
+            self.completion_share.assign(decoding.share_at_or_above(
+                self.leaf_knots.numpy(), 1.0, self.geometry.n_leaves))
         self.label_scale.assign(max(float(np.std(y)), 1e-6))
-        return {LABEL: y.astype(np.float32), "leaf": tree.train_leaf}
+        out = {LABEL: y.astype(np.float32), "leaf": tree.train_leaf}
+        if self.ratio:
+            out[DURATION] = d.astype(np.float32)
+        return out
+
+    def _unit_np(self, duration: np.ndarray) -> np.ndarray:
+        """Seconds per unit of the tree's label in ratio space (NumPy): the duration, or
+        ``duration_fallback`` where it is missing, NaN or ``<= 0``."""
+        d = np.asarray(duration, np.float64)
+        ok = np.isfinite(d) & (d > 0)
+        return np.where(ok, d, float(self.duration_fallback.numpy()))
+
+    def _unit(self, features) -> tf.Tensor | None:
+        """[B] seconds per unit of the tree's label: the row's duration (the fallback where
+        it is unknown) in ratio space, None in seconds space."""
+        if not self.ratio:
+            return None
+        d = tf.cast(features[DURATION], tf.float32)
+        return tf.where(tf.math.is_finite(d) & (d > 0.0), d, self.duration_fallback)
 
     def after_restore(self) -> None:
         """Called once weights are restored: a checkpoint from before ``leaf_knots``
@@ -181,19 +255,24 @@ class TreeHead(Head):
                 decoding.linear_leaf_knots(bounds, self.n_knots)))
 
     def calibrate(self, model, validation: pd.DataFrame) -> Dict[str, float]:
-        """Fit ``completion_map`` (the recalibration of ``p_complete``,
-        :func:`ptpm_tf.calibration.fit_completion_map`) on the validation split, when the
-        features carry a duration. Returns the validation completion rate and the mean raw
-        and recalibrated probabilities."""
+        """When the features carry a duration: in seconds space, fit ``completion_map``
+        (the recalibration of ``p_complete``,
+        :func:`ptpm_tf.calibration.fit_completion_map`) on the validation split; in ratio
+        space ``p_complete`` is the tree's own mass at ``r >= 1`` and nothing is fitted.
+        Returns the validation completion rate and the mean served probability (and, in
+        seconds space, the mean before recalibration)."""
         if DURATION not in model.encoder.numeric or DURATION not in validation:
             return {}
         from ptpm_tf import calibration
         raw = calibration.raw_completion(model, validation)
         d = validation[DURATION].to_numpy(np.float64)
         done = np.where(np.isfinite(d), validation[LABEL].to_numpy(np.float64) >= d, np.nan)
+        ok = np.isfinite(raw) & np.isfinite(done)
+        if self.ratio:
+            return ({"completion_rate": float(done[ok].mean()),
+                     "p_complete_mean": float(raw[ok].mean())} if ok.any() else {})
         values = calibration.fit_completion_map(raw, done)
         self.completion_map.assign(values)
-        ok = np.isfinite(raw) & np.isfinite(done)
         if not ok.any():
             return {}
         served = decoding.monotone_map(tf.constant(raw[ok], tf.float32), self.completion_map)
@@ -203,8 +282,12 @@ class TreeHead(Head):
 
     def targets(self, frame: pd.DataFrame, seed: int = 0) -> Dict[str, np.ndarray]:
         y = frame[LABEL].to_numpy(np.float64)
-        leaf = assign_leaves(y, self.leaf_bounds.numpy(), seed=seed)
-        return {LABEL: y.astype(np.float32), "leaf": leaf}
+        if not self.ratio:
+            return {LABEL: y.astype(np.float32),
+                    "leaf": assign_leaves(y, self.leaf_bounds.numpy(), seed=seed)}
+        d = self._unit_np(frame[DURATION].to_numpy(np.float64))
+        return {LABEL: y.astype(np.float32), DURATION: d.astype(np.float32),
+                "leaf": assign_leaves(y / d, self.leaf_bounds.numpy(), seed=seed)}
 
     # -- forward ---------------------------------------------------------------------
     def call(self, hidden, training=False):
@@ -217,7 +300,8 @@ class TreeHead(Head):
         return out
 
     def _global(self, log_reach):
-        """(reach probabilities, the global tree's leaf probabilities, its mean, variance)."""
+        """(reach probabilities, the global tree's leaf probabilities, its mean, variance),
+        in the tree's label space."""
         reach = tf.exp(log_reach)
         leaf_prob = self.ops.global_leaf_prob(reach)
         mean, var = self.ops.moments(leaf_prob, self.node_value, self.node_m2)
@@ -232,12 +316,22 @@ class TreeHead(Head):
         """``watch_time`` of :meth:`decode` without its other outputs (the training step's
         MAE needs only this)."""
         if self.decoder == "median":
-            return self.quantile(outputs, (0.5,))[:, 0]
+            return self.quantile(outputs, (0.5,), features=features)[:, 0]
         reach = tf.exp(self.ops.log_reach(outputs["cls_logits"]))
         leaf_prob = (reach * self.ops.pruned_leaves(
             tf.cast(outputs["prune_logits"] > 0.0, tf.float32))
             if self.tsl else self.ops.global_leaf_prob(reach))
-        return tf.linalg.matvec(leaf_prob, self.node_value)
+        return self._seconds(tf.linalg.matvec(leaf_prob, self.node_value), features)
+
+    def _seconds(self, value, features, power: int = 1):
+        """A decoded quantity of the tree's label ([B] or [B, Q]) in seconds (``power`` 2
+        for a variance): times the row's duration in ratio space, unchanged otherwise."""
+        unit = self._unit(features)
+        if unit is None:
+            return value
+        if power == 2:
+            unit = tf.square(unit)
+        return value * (unit if value.shape.rank == 1 else unit[:, None])
 
     def decode_all(self, outputs, features=None):
         """:meth:`decode` with every distributional output, plus both decoders of the
@@ -248,8 +342,7 @@ class TreeHead(Head):
     def leaf_distributions(self, outputs):
         """([B, L], [B, L]): the global leaves' probabilities under the personalised tree
         (its leaves' probabilities spread by training mass, :mod:`ptpm_tf.decoding`) and
-        under the global tree. Decode them with ``decoding.quantiles(p, self.leaf_knots,
-        levels)`` or ``decoding.survival(p, self.leaf_knots, t)``."""
+        under the global tree, over the tree's label space."""
         reach = tf.exp(self.ops.log_reach(outputs["cls_logits"]))
         global_p = reach[:, self.geometry.n_internal:]
         if not self.tsl:
@@ -257,18 +350,26 @@ class TreeHead(Head):
         mask = self.ops.pruned_leaves(tf.cast(outputs["prune_logits"] > 0.0, tf.float32))
         return decoding.leaf_distribution(reach * mask, self.spread), global_p
 
-    def quantile(self, outputs, levels, global_tree: bool = False):
-        """[B, Q] quantiles at any ``levels`` in (0, 1) of the personalised (or, with
-        ``global_tree``, the global) tree's distribution."""
+    def quantile(self, outputs, levels, global_tree: bool = False, features=None):
+        """[B, Q] quantiles in seconds at any ``levels`` in (0, 1) of the personalised (or,
+        with ``global_tree``, the global) tree's distribution (``features`` carry the
+        duration in ratio space)."""
         tree_p, global_p = self.leaf_distributions(outputs)
-        return decoding.quantiles(global_p if global_tree else tree_p, self.leaf_knots, levels)
+        q = decoding.quantiles(global_p if global_tree else tree_p, self.leaf_knots, levels)
+        return self._seconds(q, features)
 
-    def survival(self, outputs, t, global_tree: bool = False):
-        """[B] ``P(watch time > t)`` for per-row thresholds ``t`` [B] (seconds) under the
-        personalised (or global) tree; ``t`` = the item's duration gives ``p_complete`` before
-        its recalibration."""
-        tree_p, global_p = self.leaf_distributions(outputs)
-        return decoding.survival(global_p if global_tree else tree_p, self.leaf_knots, t)
+    def completion(self, outputs, features, recalibrated: bool = True):
+        """[B] ``p_complete`` of the personalised tree: its mass at ``r >= 1`` in ratio
+        space; in seconds space ``P(W > duration)``, through ``completion_map`` unless
+        ``recalibrated`` is False."""
+        tree_p, _ = self.leaf_distributions(outputs)
+        return self._completion(tree_p, features, recalibrated)
+
+    def _completion(self, tree_p, features, recalibrated=True):
+        if self.ratio:
+            return tf.linalg.matvec(tree_p, self.completion_share)
+        raw = decoding.survival(tree_p, self.leaf_knots, features[DURATION], normalized=True)
+        return decoding.monotone_map(raw, self.completion_map) if recalibrated else raw
 
     def _decode(self, outputs, features, diagnostics):
         log_reach = self.ops.log_reach(outputs["cls_logits"])
@@ -288,53 +389,68 @@ class TreeHead(Head):
                "tree_depth": depth}
         full = self.distribution_outputs or diagnostics
         need_global = self.decoder == "median" or diagnostics
-        if not full and not need_global:
-            return out
-        global_p = reach[:, self.geometry.n_internal:]
-        levels = self._levels if full else (0.5,)
-        median_col = self._median_col if full else 0
-        if self.tsl:
-            tree_p = decoding.leaf_distribution(leaf_prob, self.spread)
-            if need_global and not full:  # one pass over both trees' medians (fewer ops)
-                both = decoding.quantiles(tf.concat([tree_p, global_p], 0), self.leaf_knots,
-                                          levels)
-                qs, both_g = tf.split(both, 2)
-                median_g = both_g[:, median_col]
-            elif need_global:  # every level of the personalised tree, the global median
-                qs = decoding.quantiles(tree_p, self.leaf_knots, levels)
-                median_g = decoding.quantiles(global_p, self.leaf_knots, (0.5,))[:, 0]
+        if full or need_global:
+            global_p = reach[:, self.geometry.n_internal:]
+            levels = self._levels if full else (0.5,)
+            median_col = self._median_col if full else 0
+            if self.tsl:
+                tree_p = decoding.leaf_distribution(leaf_prob, self.spread)
+                if need_global and not full:  # one pass over both trees' medians
+                    both = decoding.quantiles(tf.concat([tree_p, global_p], 0),
+                                              self.leaf_knots, levels)
+                    qs, both_g = tf.split(both, 2)
+                    median_g = both_g[:, median_col]
+                elif need_global:  # every level of the personalised tree, global median
+                    qs = decoding.quantiles(tree_p, self.leaf_knots, levels)
+                    median_g = decoding.quantiles(global_p, self.leaf_knots, (0.5,))[:, 0]
+                else:
+                    qs = decoding.quantiles(tree_p, self.leaf_knots, levels)
             else:
+                tree_p = global_p
                 qs = decoding.quantiles(tree_p, self.leaf_knots, levels)
-        else:
-            tree_p = global_p
-            qs = decoding.quantiles(tree_p, self.leaf_knots, levels)
-            median_g = qs[:, median_col]
-        median = qs[:, median_col]
-        if full:
-            served = len(self.quantile_levels)
-            out.update(watch_time_mean=mean, watch_time_median=median,
-                       quantiles=qs if served == len(levels) else qs[:, :served])
-            if features is not None and DURATION in features:
-                out["p_complete"] = decoding.monotone_map(
-                    decoding.survival(tree_p, self.leaf_knots, features[DURATION],
-                                      normalized=True), self.completion_map)
-        if diagnostics:
-            out.update(watch_time_global_mean=mean_g, watch_time_global_median=median_g)
-        if self.decoder == "median":
-            out.update(watch_time=median, watch_time_global=median_g)
+                median_g = qs[:, median_col]
+            median = qs[:, median_col]
+            if full:
+                served = len(self.quantile_levels)
+                out.update(watch_time_mean=mean, watch_time_median=median,
+                           quantiles=qs if served == len(levels) else qs[:, :served])
+            if diagnostics:
+                out.update(watch_time_global_mean=mean_g, watch_time_global_median=median_g)
+            if self.decoder == "median":
+                out.update(watch_time=median, watch_time_global=median_g)
+        for key in _SECONDS_OUTPUTS:
+            if key in out:
+                out[key] = self._seconds(out[key], features, 2 if key == "variance" else 1)
+        if full and features is not None and DURATION in features:
+            out["p_complete"] = self._completion(tree_p, features)
         return out
 
     # -- loss ------------------------------------------------------------------------
     def compute_loss(self, outputs, targets, step, training=False):
-        """Eq. 18 on one batch. Over several replicas (:mod:`ptpm_tf.distribute`) the parts
-        are local means that the model weights into global-batch means, while the UCL
-        normaliser, the rewards and the advantage std are global-batch statistics and the
-        pruning actions are drawn per replica."""
+        """Eq. 18 on one batch. ``L_reg`` and ``L_var`` are in seconds on the normalised
+        scale (``label_scale``): the squared error of the global tree's mean and its
+        variance over the leaf categories, ``sum_l P(l) v(l)^2 - E_g^2`` (Eq. 3 over the
+        leaves' values; the served ``variance`` also counts the spread inside each leaf,
+        ``m2``, which is linear in the leaf probabilities and would push mass off wide
+        leaves if it were penalised).
+
+        The shared tower receives gradient from every term: from ``L_ce``, ``L_reg`` and
+        ``L_var`` through the classifier logits, and from ``L_tree`` through the pruning
+        logits. Over several replicas (:mod:`ptpm_tf.distribute`) the parts are local
+        means that the model weights into global-batch means, while the UCL normaliser,
+        the rewards and the advantage std are global-batch statistics and the pruning
+        actions are drawn per replica."""
         y = tf.cast(targets[LABEL], tf.float32)
         leaf = tf.cast(targets["leaf"], tf.int32)
+        unit = tf.cast(targets[DURATION], tf.float32) if self.ratio else None
         logits = outputs["cls_logits"]
         log_reach = self.ops.log_reach(logits)
-        reach, _, mean_g, var_g = self._global(log_reach)
+        reach = tf.exp(log_reach)
+        global_leaf_prob = self.ops.global_leaf_prob(reach)
+        mean_g, var_g = self.ops.moments(global_leaf_prob, self.node_value,
+                                         tf.square(self.node_value))
+        if unit is not None:
+            mean_g, var_g = mean_g * unit, var_g * tf.square(unit)
         on_path = tf.gather(self.ops.on_path, leaf)
         went_right = tf.gather(self.ops.went_right, leaf)
         weights = (losses.ucl_weights(log_reach[:, : self.geometry.n_internal], on_path,
@@ -349,7 +465,7 @@ class TreeHead(Head):
         total = parts["ce"] + self.w_reg * parts["reg"] + self.w_var * parts["var"]
         if self.tsl:
             tree_loss, gain, rate = self._tree_loss(outputs["prune_logits"], reach, mean_g, y,
-                                                    training)
+                                                    training, unit)
             warm = tf.cast(tf.cast(step, tf.int64) >= self.tree_warmup_steps, tf.float32)
             total += warm * self.w_tree * tree_loss
             parts.update(tree=tree_loss, tree_gain=gain, prune_rate=rate)
@@ -358,11 +474,14 @@ class TreeHead(Head):
             parts.update(tree=zero, tree_gain=zero, prune_rate=zero)
         return total, parts
 
-    def _tree_loss(self, prune_logits, reach, mean_g, y, training):
+    def _tree_loss(self, prune_logits, reach, mean_g, y, training, unit=None):
         """``L_tree`` (Eq. 11-12) on trees sampled from ``Bernoulli(pi)`` in training (the
-        deterministic tree in evaluation, where only the gain is meaningful). Returns
-        (surrogate loss, mean reward gain of the pruned over the global tree, mean pi).
-        The reward scores the ``reward_decode`` decoder of both trees."""
+        deterministic tree in evaluation, where only the gain is meaningful). ``a_n = 1``
+        prunes node ``n``: it stays in the personalised tree as a leaf and its
+        descendants are dropped. Returns (surrogate loss, mean reward gain of the pruned
+        over the global tree, mean pi). The reward scores the ``reward_decode`` decoder
+        of both trees, in seconds: ``mean_g`` is the global tree's mean in seconds and
+        ``unit`` the rows' durations in ratio space (None in seconds space)."""
         pi = tf.sigmoid(prune_logits)
         if training:
             actions = tf.cast(distribute.uniform(tf.shape(pi)) < tf.stop_gradient(pi), tf.float32)
@@ -371,12 +490,16 @@ class TreeHead(Head):
         mask = self.ops.pruned_leaves(actions)
         reach = tf.stop_gradient(reach)
         if self.reward_decoder == "median":
-            pred_t = decoding.quantiles(decoding.leaf_distribution(reach * mask, self.spread),
-                                        self.leaf_knots, [0.5])[:, 0]
-            pred_g = decoding.quantiles(reach[:, self.geometry.n_internal:],
-                                        self.leaf_knots, [0.5])[:, 0]
+            both = decoding.quantiles(
+                tf.concat([decoding.leaf_distribution(reach * mask, self.spread),
+                           reach[:, self.geometry.n_internal:]], 0), self.leaf_knots, [0.5])
+            pred_t, pred_g = tf.split(both[:, 0], 2)
+            if unit is not None:
+                pred_t, pred_g = pred_t * unit, pred_g * unit
         else:
-            pred_t, _ = self.ops.moments(reach * mask, self.node_value, self.node_m2)
+            pred_t = tf.linalg.matvec(reach * mask, self.node_value)
+            if unit is not None:
+                pred_t = pred_t * unit
             pred_g = tf.stop_gradient(mean_g)
         if self.reward == "batch":
             adv = losses.batch_advantage(y, pred_t, pred_g, self.label_scale,
@@ -402,4 +525,5 @@ class TreeHead(Head):
                 "reward_decode": self.reward_decoder, "reward_error": self.reward_error,
                 "quantile_levels": list(self.quantile_levels), "leaf_knots": self.n_knots,
                 "distribution_outputs": self.distribution_outputs,
-                "pruner_input": self.pruner_input, "seed": self.seed}
+                "pruner_input": self.pruner_input, "label_space": self.label_space,
+                "seed": self.seed}
