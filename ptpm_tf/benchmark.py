@@ -79,13 +79,26 @@ TABLE2_ORDER = ("mse", "wlr", "d2q", "or", "dml", "cread", "tpm", "ptpm")
 #: Table 2's rows: the tree models also decoded by their other decoder (issue 7), from the
 #: same runs (``<variant>-median`` when the run served the mean, ``-mean`` otherwise)
 TABLE2_ROWS = ("mse", "wlr", "d2q", "or", "dml", "cread", "tpm", "tpm-median", "tpm-mean",
-               "ptpm", "ptpm-median", "ptpm-mean")
+               "ptpm", "ptpm-median", "ptpm-mean", "tpm-ratio", "tpm-ratio-median",
+               "ptpm-ratio", "ptpm-ratio-median", "tpm-best", "tpm-best-mean", "ptpm-best",
+               "ptpm-best-mean")
+#: the tree models' rows compared with the duration-aware baselines (``BASELINES_TO_BEAT``)
+TREE_ROWS = tuple(v for v in TABLE2_ROWS if "tpm" in v)
+BASELINES_TO_BEAT = ("dml", "d2q")
 TABLE3_ORDER = ("ptpm", "ptpm-no-tsl", "ptpm-no-ucl", "tpm")
 LABELS = {"mse": "MSE", "wlr": "WLR", "d2q": "D2Q", "or": "OR", "dml": "DML",
           "cread": "CREAD", "tpm": "TPM", "ptpm": "PTPM", "ptpm-no-tsl": "PTPM w/o TSL",
           "ptpm-no-ucl": "PTPM w/o UCL", "oracle": "oracle",
           "tpm-median": "TPM, median decoder", "ptpm-median": "PTPM, median decoder",
-          "tpm-mean": "TPM, mean decoder", "ptpm-mean": "PTPM, mean decoder"}
+          "tpm-mean": "TPM, mean decoder", "ptpm-mean": "PTPM, mean decoder",
+          "tpm-ratio": "TPM, ratio tree, mean decoder",
+          "tpm-ratio-median": "TPM, ratio tree, median decoder",
+          "ptpm-ratio": "PTPM, ratio tree, mean decoder",
+          "ptpm-ratio-median": "PTPM, ratio tree, median decoder",
+          "tpm-best": "TPM, best preset (ratio, median)",
+          "tpm-best-mean": "TPM, best preset, mean decoder",
+          "ptpm-best": "PTPM, best preset (ratio, median)",
+          "ptpm-best-mean": "PTPM, best preset, mean decoder"}
 DEFAULT_MODELS = TABLE2_ORDER
 CURVE_VARIANTS = ("ptpm", "tpm")
 
@@ -469,7 +482,8 @@ def summarize(out: Path, config: Optional[BenchmarkConfig] = None) -> Dict[str, 
         res["datasets"][ds] = {
             "models": models, "oracle": oracle, "depth_sweep": depth,
             "significance": {"table2": _significance(models, TABLE2_ORDER),
-                             "table3": _significance(models, TABLE3_ORDER)},
+                             "table3": _significance(models, TABLE3_ORDER),
+                             "tree_vs_baselines": _tree_against_baselines(models, oracle)},
             "n_test": main[0]["test"]["n_test"] if main else None,
         }
     return res
@@ -479,12 +493,14 @@ def _other_decoder_entry(entry: Dict[str, Any], runs: List[Dict[str, Any]]):
     """For tree runs (their metrics hold every decoder, issue 7): ``(decoder, entry)`` of
     the decoder the runs did not serve, from the same runs; else None. Only the variants
     of Table 2's rows (TPM, PTPM) get one."""
-    if not runs or f"{runs[0]['variant']}-median" not in TABLE2_ROWS:
+    if not runs:
         return None
     served = {r["test"].get("decode") for r in runs}
     if len(served) != 1 or None in served:
         return None
     other = "median" if served == {"mean"} else "mean"
+    if f"{runs[0]['variant']}-{other}" not in TABLE2_ROWS:
+        return None
     if not all(f"mae_{other}" in r["test"] for r in runs):
         return None
     # metrics only: the costs, curves and tree diagnostics are the served row's
@@ -493,7 +509,43 @@ def _other_decoder_entry(entry: Dict[str, Any], runs: List[Dict[str, Any]]):
         vals = [r["test"].get(f"{key}_{other}") for r in runs]
         if all(v is not None for v in vals):
             out[key] = {**_mean_std(vals), "per_seed": vals}
+    for key in ("mae", "xauc"):
+        vals = [r.get("validation", {}).get(f"{key}_{other}") for r in runs]
+        if all(v is not None for v in vals):
+            out["val_" + key] = _mean_std(vals)
     return other, out
+
+
+def _tree_against_baselines(models: Dict[str, Any], oracle: Optional[Dict[str, Any]]
+                            ) -> Dict[str, Any]:
+    """The tree row with the best **validation** MAE (decoders included) against each
+    duration-aware baseline: paired t-tests over seeds on test MAE and XAUC, and the share
+    of the baseline's MAE gap to the oracle that the tree row closes."""
+    rows = [v for v in TREE_ROWS if v in models and "val_mae" in models[v]
+            and "mae" in models[v]]
+    if not rows:
+        return {}
+    chosen = min(rows, key=lambda v: models[v]["val_mae"]["mean"])
+    out: Dict[str, Any] = {"chosen_on_validation": chosen, "against": {}}
+    for b in BASELINES_TO_BEAT:
+        if b not in models:
+            continue
+        res = {}
+        for metric, sign in (("mae", -1.0), ("xauc", 1.0)):
+            t_seeds = dict(zip(models[chosen]["seeds"], models[chosen][metric]["per_seed"]))
+            b_seeds = dict(zip(models[b]["seeds"], models[b][metric]["per_seed"]))
+            common = sorted(set(t_seeds) & set(b_seeds))
+            test = paired_t_test([sign * t_seeds[s] for s in common],
+                                 [sign * b_seeds[s] for s in common])
+            res[metric] = {"gain": test.mean_diff, "t": test.t, "p_two_sided": test.p_two_sided,
+                           "n_seeds": test.n,
+                           "significant_win": bool(test.mean_diff > 0 and test.p_two_sided < 0.05)}
+        if oracle is not None:
+            gap = models[b]["mae"]["mean"] - oracle["mae"]["mean"]
+            res["mae_gap_closed"] = ((models[b]["mae"]["mean"] - models[chosen]["mae"]["mean"])
+                                     / gap if gap > 0 else None)
+        out["against"][b] = res
+    return out
 
 
 def _significance(models: Dict[str, Any], order: Sequence[str]) -> Dict[str, Any]:
@@ -590,6 +642,38 @@ def _settings_table(results: Dict[str, Any]) -> List[str]:
     return lines
 
 
+def _tree_selection_lines(results: Dict[str, Any]) -> List[str]:
+    """The tree rows by validation (the column the default is chosen by) next to test,
+    and the row chosen on validation against DML and D2Q."""
+    lines: List[str] = []
+    for d, r in results["datasets"].items():
+        ms = r["models"]
+        rows = [v for v in TREE_ROWS if v in ms and "val_mae" in ms[v]]
+        if not rows:
+            continue
+        lines += [f"### Tree models on {d}: validation (to choose by) and test", "",
+                  "| row | val MAE | val XAUC | test MAE | test XAUC |", "|---|---|---|---|---|"]
+        for v in rows:
+            e = ms[v]
+            f = lambda k, n: f"{e[k]['mean']:.{n}f}" if k in e else "-"
+            lines.append(f"| {LABELS.get(v, v)} | {f('val_mae', 3)} | {f('val_xauc', 4)} | "
+                         f"{f('mae', 3)} | {f('xauc', 4)} |")
+        lines.append("")
+        sel = r["significance"].get("tree_vs_baselines") or {}
+        for b, res in sel.get("against", {}).items():
+            chosen = LABELS.get(sel["chosen_on_validation"], sel["chosen_on_validation"])
+            parts = [f"{m.upper()} gain {res[m]['gain']:+.4f} (t = {res[m]['t']:.2f}, "
+                     f"p = {res[m]['p_two_sided']:.3g}, n = {res[m]['n_seeds']})"
+                     for m in ("mae", "xauc")]
+            gap = res.get("mae_gap_closed")
+            if gap is not None:
+                parts.append(f"closes {100 * gap:.0f} % of {LABELS.get(b, b)}'s MAE gap to the "
+                             f"oracle")
+            lines += [f"{chosen} (chosen on validation) against {LABELS.get(b, b)} on {d}: "
+                      + "; ".join(parts) + ".", ""]
+    return lines
+
+
 def render_tables(results: Dict[str, Any]) -> str:
     """tables.md: Table 2, Table 3, significance details, CREAD's a, costs."""
     lines = ["# Benchmark results", ""]
@@ -604,6 +688,7 @@ def render_tables(results: Dict[str, Any]) -> str:
     lines += _table(results, TABLE2_ROWS, "Table 2: PTPM against the baselines", True)
     lines += _table(results, TABLE3_ORDER, "Table 3: PTPM with different components", False)
     lines += _settings_table(results)
+    lines += _tree_selection_lines(results)
     for d, r in results["datasets"].items():
         sig = r["significance"]["table2"]
         if sig:

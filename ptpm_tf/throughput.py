@@ -9,6 +9,9 @@ in about half of the calls, measured), which is not training and which a multi-e
 ``fit`` pays once.
 
     python -m ptpm_tf.throughput --models tpm,ptpm --rows 300000 --depth 6 --repeats 5
+
+Models are the benchmark's variant names (``ptpm_tf.benchmark.VARIANTS``): ``tpm`` and
+``ptpm`` are the paper's definitions, ``tpm-best`` and ``ptpm-best`` the default preset.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from typing import Dict, List, Sequence
 
 import tensorflow as tf
 
+from ptpm_tf.benchmark import VARIANTS
 from ptpm_tf.data.pipeline import make_tf_dataset
 from ptpm_tf.data.registry import load_dataset
 from ptpm_tf.data.splits import split_dataset
@@ -49,7 +53,11 @@ def measure(models: Sequence[str], rows: int, depth: int, batch_size: int, repea
     fitted = {}
     for name in models:
         tf.keras.utils.set_random_seed(seed)
-        model = build_model(TrainConfig(model=name, depth=depth, seed=seed), encoder)
+        if name not in VARIANTS:
+            raise ValueError(f"unknown model {name!r}; choose from {', '.join(VARIANTS)}")
+        model_name, overrides = VARIANTS[name]
+        model = build_model(TrainConfig(model=model_name, preset="paper", head=overrides,
+                                        depth=depth, seed=seed), encoder)
         targets = model.head.adapt(train)
         ds = make_tf_dataset(features, targets, batch_size=batch_size, shuffle=True, seed=seed)
         model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
@@ -83,7 +91,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     result = measure(args.models.split(","), args.rows, args.depth, args.batch_size, args.repeats)
     for name, r in result.items():
-        print(f"{name:8s} {r['samples_per_second']:>10.0f} samples/s  "
+        print(f"{name:10s} {r['samples_per_second']:>10.0f} samples/s  "
               f"x{next(v for k, v in r.items() if k.startswith('throughput_vs_')):.3f}  "
               f"params {r['trainable_parameters']}")
     if args.json:

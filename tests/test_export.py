@@ -72,7 +72,9 @@ def test_layout_signatures_and_warmup():
     assert info["tree"]["depth"] == DEPTH and len(info["tree"]["leaf_bounds"]) == 2 ** DEPTH + 1
     assert set(info["outputs"]) == TREE_OUTPUTS
     assert info["tree"]["quantile_levels"] == [0.1, 0.25, 0.5, 0.75, 0.9]
-    assert info["tree"]["decode"] == "mean"
+    # the default (best) preset: a ratio tree decoded by its median
+    assert info["tree"]["decode"] == "median" and info["tree"]["label_space"] == "ratio"
+    assert info["tree"]["duration_fallback"] > 0
 
 
 def test_only_stock_ops():
@@ -248,7 +250,8 @@ def test_describe_tree_hand_made():
     assert leaves[0][2:4] == ["[0.00,", "2.00]"]  # node 1 covers leaves 3 and 4
     assert leaves[1][2:4] == ["[2.00,", "5.00]"]
     assert "sum of leaf probabilities: 1.0000" in text
-    assert "E_T = 7.00 s" in text and "std 2.00 s" in text and "E_g = 8.00 s" in text
+    assert "served watch time 7.00 s" in text and "std 2.00 s" in text
+    assert "global tree 8.00 s" in text
     plain = describe_tree(pred, 2)
     assert "[0.000, 0.500)" in plain and "[0.500, 0.750)" in plain
 
@@ -263,7 +266,8 @@ def test_describe_tree_on_served_prediction():
                          min_prob=0.0)
     assert "pruned nodes" in text
     assert "sum of leaf probabilities: 1.0000" in text
-    assert f"E_T = {out['watch_time'][i]:.2f} s" in text
+    assert (f"served watch time {out['watch_time'][i]:.2f} s (the median; "
+            f"mean E_T = {out['watch_time_mean'][i]:.2f}") in text
     with pytest.raises(ValueError):
         describe_tree({k: v[i] for k, v in out.items()}, DEPTH + 1)
 
