@@ -503,6 +503,9 @@ class Prepared:
     path: Path
     meta: dict
 
+    def __len__(self) -> int:
+        return int(self.meta["rows"])
+
     @property
     def name(self) -> str:
         return self.meta["dataset"]
@@ -557,14 +560,16 @@ class Prepared:
 
     def batches(self, part: str, batch_size: int, *, shuffle: bool = False, seed: int = 0,
                 shuffle_buffer: int = 100_000, columns: Optional[Sequence[str]] = None,
-                stride: int = 1, repeat: bool = False):
+                stride: int = 1, repeat: bool = False, shard_by_file: bool = True):
         """Parsed batches (dicts of 1-D tensors) of ``part``.
 
         Shuffled: the shard order is reshuffled every epoch, up to 8 shards are read at once
         (``interleave``), and rows pass through a ``shuffle_buffer``-row buffer; otherwise
         the rows come in time order. Examples are batched first and parsed a batch at a time,
         in parallel. Sharded by file (``AutoShardPolicy.FILE``): under a multi-worker
-        strategy each worker reads only its own shards. ``stride`` keeps every
+        strategy each worker reads only its own shards; with ``shard_by_file=False`` every
+        worker reads every shard and keeps its slice of each batch (``DATA``, for
+        validation, which may have fewer shards than workers). ``stride`` keeps every
         ``stride``-th row (a bounded, evenly spread subsample).
         """
         import tensorflow as tf
@@ -591,21 +596,31 @@ class Prepared:
 
         ds = ds.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
         options = tf.data.Options()
+        policy = tf.data.experimental.AutoShardPolicy
         options.experimental_distribute.auto_shard_policy = \
-            tf.data.experimental.AutoShardPolicy.FILE
+            policy.FILE if shard_by_file else policy.DATA
         return ds.with_options(options)
+
+    def head(self, part: str, rows: int) -> pd.DataFrame:
+        """The first ``rows`` rows of ``part`` (its oldest) as a pandas frame."""
+        batch = next(iter(self.batches(part, rows)))
+        return _to_frame({k: [v.numpy()] for k, v in batch.items()})
 
     def frame(self, part: str, stride: int = 1, batch_size: int = 65536) -> pd.DataFrame:
         """Every ``stride``-th row of ``part`` as a pandas frame (for a bounded sample)."""
-        cols = {}
+        cols: Dict[str, list] = {}
         for batch in self.batches(part, batch_size, stride=stride):
             for k, v in batch.items():
                 cols.setdefault(k, []).append(v.numpy())
-        out = {}
-        for k, parts in cols.items():
-            v = np.concatenate(parts)
-            out[k] = v.astype(str) if v.dtype == object else v
-        return pd.DataFrame(out)
+        return _to_frame(cols)
+
+
+def _to_frame(cols: Dict[str, list]) -> pd.DataFrame:
+    out = {}
+    for k, parts in cols.items():
+        v = np.concatenate(parts)
+        out[k] = pd.Series(v).str.decode("utf-8").to_numpy() if v.dtype == object else v
+    return pd.DataFrame(out)
 
 
 def open_prepared(path) -> Prepared:
