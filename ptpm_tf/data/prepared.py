@@ -431,7 +431,8 @@ def prepare(name: str, out_dir, *, data_dir=None, spec=None, rows: Optional[int]
             part_of_seq = np.empty(n, np.int8)
             part_of_seq[perm] = np.repeat(np.arange(3, dtype=np.int8), sizes)
         writers = {p: _ShardWriter(stage, p, shard_rows, write_kinds) for p in PARTS}
-        stats = _TrainStats(stage, ds0.categorical, ds0.numeric, DURATION in labels, seed)
+        stats = _TrainStats(stage, ds0.categorical, ds0.numeric,
+                            DURATION in ds0.frame.columns, seed)
         bounds = np.cumsum(sizes)
         boundaries: Dict[str, float] = {}
         done = 0

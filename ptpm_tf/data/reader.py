@@ -183,7 +183,8 @@ def read_csv(path, columns: Sequence[Column], *, sep: str = ",", rows: Optional[
     key = ("csv", os.fspath(path), tuple(columns), sep, encoding, rows)
     if _ACTIVE is not None:
         return _ACTIVE.read(key, main, report, strict,
-                            lambda: _CsvStream(path, columns, sep, encoding, rows))
+                            lambda: _CsvStream(path, columns, sep, encoding, rows,
+                                               block=_ACTIVE.block_bytes if main else _BLOCK))
     return _CsvStream(path, columns, sep, encoding, rows).next(None, report, strict)
 
 
@@ -193,7 +194,7 @@ class _CsvStream:
     since the parser has passed them)."""
 
     def __init__(self, path, columns: Sequence[Column], sep: str, encoding: str,
-                 rows: Optional[int]):
+                 rows: Optional[int], block: int = _BLOCK):
         self.path = os.fspath(path)
         self.header = csv_header(self.path, sep, encoding)
         self.found = resolve_columns(self.header, columns, self.path, row=1)
@@ -209,7 +210,7 @@ class _CsvStream:
             return "skip"
 
         utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig")
-        read_opts = pv.ReadOptions(use_threads=False, block_size=_BLOCK,
+        read_opts = pv.ReadOptions(use_threads=False, block_size=block,
                                    encoding="utf8" if utf8 else encoding)
         parse_opts = pv.ParseOptions(delimiter=sep, invalid_row_handler=on_invalid,
                                      ignore_empty_lines=False)
@@ -304,14 +305,16 @@ def read_parquet(path, columns: Sequence[Column], *, rows: Optional[int] = None,
     key = ("parquet", os.fspath(path), tuple(columns), rows)
     if _ACTIVE is not None:
         return _ACTIVE.read(key, main, report, strict,
-                            lambda: _ParquetStream(path, columns, rows))
+                            lambda: _ParquetStream(path, columns, rows,
+                                                   batch=min(1 << 18, _ACTIVE.chunk_rows)))
     return _ParquetStream(path, columns, rows).next(None, report, strict)
 
 
 class _ParquetStream:
     """A Parquet file read batch by batch (see :class:`_CsvStream`)."""
 
-    def __init__(self, path, columns: Sequence[Column], rows: Optional[int]):
+    def __init__(self, path, columns: Sequence[Column], rows: Optional[int],
+                 batch: int = 1 << 18):
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
             raise DataError("file not found", file=self.path)
@@ -323,7 +326,7 @@ class _ParquetStream:
             raise DataError(f"not a readable Parquet file: {e}", file=self.path) from None
         self.found = resolve_columns(pf.schema_arrow.names, columns, self.path, row=None)
         names = list(dict.fromkeys(self.found.values()))
-        self.batches = pf.iter_batches(columns=names, batch_size=1 << 18)
+        self.batches = pf.iter_batches(columns=names, batch_size=batch)
         self.schema = pf.schema_arrow
         self.cap, self.records, self.exhausted, self.pending = rows, 0, False, None
 
@@ -366,6 +369,8 @@ class ChunkedReads:
 
     def __init__(self, chunk_rows: int):
         self.chunk_rows = int(chunk_rows)
+        #: CSV parser block: about 64 bytes a row, at most the usual 16 MiB
+        self.block_bytes = int(min(_BLOCK, max(4096, self.chunk_rows * 64)))
         self.streams: Dict[tuple, object] = {}
         self.side: Dict[tuple, pd.DataFrame] = {}
 
@@ -389,7 +394,7 @@ class ChunkedReads:
 @contextlib.contextmanager
 def chunked_reads(chunk_rows: int):
     """While active, every loader returns its dataset one chunk of about ``chunk_rows``
-    main-table rows per call (whole parser blocks), so a table larger than memory is
+    main-table rows per call (whole parser blocks of about 64 bytes a row), so a table larger than memory is
     converted piece by piece by the loaders' own code: the bad-row rules, line numbers
     and ``strict`` are those of a whole-file read. Call the loader until ``done``.
     The data cache is bypassed (:func:`ptpm_tf.data.cache.cached_load`)."""
