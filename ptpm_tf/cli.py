@@ -390,6 +390,7 @@ def cmd_data_prepare(args) -> int:
     meta = prepare(args.dataset, args.out, data_dir=args.data_dir, spec=args.spec,
                    rows=args.rows, seed=args.seed, strict=args.strict, split=split,
                    shard_rows=args.shard_rows, chunk_rows=args.chunk_rows,
+                   compression="" if args.compression == "none" else "GZIP",
                    progress=print_progress)
     if sys.stderr.isatty():
         print(file=sys.stderr)
@@ -591,6 +592,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rows converted at a time (bounds the converter's memory)")
     q.add_argument("--split", default="0.8,0.1,0.1",
                    help="train,validation,test fractions (by time if there is a timestamp)")
+    q.add_argument("--compression", choices=("none", "gzip"), default="none",
+                   help="gzip: several times less disk, slower reads (default none)")
     q.set_defaults(func=cmd_data_prepare)
 
     _add_serving_parsers(sub)

@@ -223,3 +223,12 @@ def test_two_workers_read_disjoint_shards_and_train(prepared_dir, tmp_path):
     it = [int(np.load(tmp_path / f"w{i}.npz")["iterations"]) for i in range(2)]
     assert it[0] == it[1] > 0
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["replicas"] == 2
+
+
+def test_gzip_shards_hold_the_same_rows(source, prepared_dir, tmp_path):
+    out = tmp_path / "z"
+    meta = prepare("csv", out, spec=str(source), shard_rows=500, chunk_rows=300,
+                   compression="GZIP")
+    plain = open_prepared(prepared_dir)
+    assert meta["disk"]["bytes_per_row"] < plain.meta["disk"]["bytes_per_row"] / 2
+    pd.testing.assert_frame_equal(open_prepared(out).frame("test"), plain.frame("test"))

@@ -198,8 +198,10 @@ class _ShardWriter:
     """Writes one part's rows as TFRecord files of exactly ``shard_rows`` rows (the last
     one shorter)."""
 
-    def __init__(self, out: Path, part: str, shard_rows: int, kinds: Dict[str, str]):
+    def __init__(self, out: Path, part: str, shard_rows: int, kinds: Dict[str, str],
+                 compression: str = ""):
         self.out, self.part, self.shard_rows, self.kinds = out, part, shard_rows, kinds
+        self.compression = compression
         self.pending: List[pd.DataFrame] = []
         self.n_pending = 0
         self.shards: List[dict] = []
@@ -224,7 +226,8 @@ class _ShardWriter:
         head, rest = frame.iloc[:rows], frame.iloc[rows:]
         self.pending, self.n_pending = ([rest] if len(rest) else []), len(rest)
         name = f"{self.part}-{len(self.shards):05d}.tfrecord"
-        with tf.io.TFRecordWriter(str(self.out / name)) as writer:
+        options = tf.io.TFRecordOptions(compression_type=self.compression)
+        with tf.io.TFRecordWriter(str(self.out / name), options) as writer:
             for start in range(0, len(head), 65536):
                 # the records are serialized together above; TFRecordWriter writes one
                 # record per call, the only stock writer of the format
@@ -344,13 +347,14 @@ def _merged_runs(paths: List[Path], by_time: bool) -> Iterator[pd.DataFrame]:
 def prepare(name: str, out_dir, *, data_dir=None, spec=None, rows: Optional[int] = None,
             seed: int = 0, strict: bool = False, split: Sequence[float] = (0.8, 0.1, 0.1),
             shard_rows: int = DEFAULT_SHARD_ROWS, chunk_rows: int = DEFAULT_CHUNK_ROWS,
-            progress: Optional[Callable[[str], None]] = None) -> dict:
+            compression: str = "", progress: Optional[Callable[[str], None]] = None) -> dict:
     """Convert dataset ``name`` (the arguments of :func:`load_dataset`) into a prepared
     directory ``out_dir``; returns its ``meta.json`` content.
 
     The directory is written beside ``out_dir`` and renamed into place when complete. The
     simulator is generated in memory (it is a demo source); file datasets are read in
-    chunks of about ``chunk_rows`` rows.
+    chunks of about ``chunk_rows`` rows. ``compression``: ``""`` (none, the fastest to
+    read) or ``"GZIP"`` (several times smaller on disk, slower to read).
     """
     from ptpm_tf.data import reader
     from ptpm_tf.data.registry import DATASETS, load_dataset
@@ -362,6 +366,8 @@ def prepare(name: str, out_dir, *, data_dir=None, spec=None, rows: Optional[int]
         raise DataError(f"split fractions must be three positive numbers summing to 1, got {fr}")
     if shard_rows < 1 or chunk_rows < 1:
         raise DataError("--shard-rows and the chunk size must be positive")
+    if compression not in ("", "GZIP"):
+        raise DataError(f"compression must be none or gzip, got {compression!r}")
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     out_dir = Path(out_dir)
@@ -430,7 +436,8 @@ def prepare(name: str, out_dir, *, data_dir=None, spec=None, rows: Optional[int]
             perm = np.random.default_rng(seed).permutation(n)
             part_of_seq = np.empty(n, np.int8)
             part_of_seq[perm] = np.repeat(np.arange(3, dtype=np.int8), sizes)
-        writers = {p: _ShardWriter(stage, p, shard_rows, write_kinds) for p in PARTS}
+        writers = {p: _ShardWriter(stage, p, shard_rows, write_kinds, compression)
+                   for p in PARTS}
         stats = _TrainStats(stage, ds0.categorical, ds0.numeric,
                             DURATION in ds0.frame.columns, seed)
         bounds = np.cumsum(sizes)
@@ -474,7 +481,8 @@ def prepare(name: str, out_dir, *, data_dir=None, spec=None, rows: Optional[int]
                            "strict": strict},
                 "rows": int(n), "categorical": list(ds0.categorical),
                 "numeric": list(ds0.numeric), "labels": labels,
-                "dtypes": write_kinds, "split": split_meta, "shards": shards,
+                "dtypes": write_kinds, "compression": compression, "split": split_meta,
+                "shards": shards,
                 **stats.close(kinds), "report": dataclasses.asdict(report),
                 "disk": {"bytes": int(total_bytes),
                          "bytes_per_row": round(total_bytes / n, 1)},
@@ -577,14 +585,19 @@ class Prepared:
 
         files = self.files(part)
         spec = self.feature_spec(columns)
+        compression = self.meta.get("compression", "")
+
+        def read(path):
+            return tf.data.TFRecordDataset(path, compression_type=compression)
+
         ds = tf.data.Dataset.from_tensor_slices(files)
         if shuffle:
             ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-            ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(files)),
+            ds = ds.interleave(read, cycle_length=min(8, len(files)),
                                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         else:
-            ds = ds.flat_map(tf.data.TFRecordDataset)
+            ds = ds.flat_map(read)
         if stride > 1:
             ds = ds.shard(stride, 0)
         if repeat:
