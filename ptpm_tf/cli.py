@@ -181,7 +181,9 @@ def cmd_evaluate(args) -> int:
         print(f"metrics written to {args.json}")
     if args.calibration:
         from ptpm_tf.calibration import calibration_report, write_calibration
-        report = calibration_report(model, frame, dataset, config=config)
+        # a prepared run's rows are a subsample without the simulator's row indices
+        report = calibration_report(model, frame, dataset,
+                                    config=config if split is not None else None)
         paths = write_calibration(report, Path(args.calibration))
         print(f"calibration: {', '.join(str(p) for p in paths)}")
     return 0
@@ -326,6 +328,8 @@ def cmd_predict(args) -> int:
         raise ValueError("predict: --server sends rows to a server; --run / --export score "
                          "them here; give one")
     if args.run or args.export:
+        if args.rows or args.tree or args.name:
+            raise ValueError("predict: --name, --rows and --tree go with --server")
         return _score_offline(args)
     if not args.server:
         raise ValueError("predict needs --server HOST:PORT, or --run / --export to score "
@@ -588,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True, help="prepared directory to write")
     q.add_argument("--shard-rows", type=int, default=1_000_000,
                    help="rows per shard file (at least one shard per worker for multi_worker)")
-    q.add_argument("--chunk-rows", type=int, default=1_000_000,
+    q.add_argument("--chunk-rows", type=int, default=500_000,
                    help="rows converted at a time (bounds the converter's memory)")
     q.add_argument("--split", default="0.8,0.1,0.1",
                    help="train,validation,test fractions (by time if there is a timestamp)")

@@ -100,6 +100,14 @@ def _convert(column: pa.ChunkedArray, spec: tf.TensorSpec, file, name: str, firs
         raise DataError(f"cannot convert: {err}", file=str(file), column=name) from None
 
 
+def _key(column) -> np.ndarray:
+    """A key column as read: numbers as float64 where they all are, else text."""
+    try:
+        return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return column.to_numpy(zero_copy_only=False)
+
+
 def _file_batches(path: Path, signature, batch_size: int) -> Tuple[Optional[int], Iterator]:
     """(rows if known, iterator of (inputs, keys)) for a CSV or Parquet file; keys hold
     ``row`` and the :data:`KEYS` present. CSV rows are numbered from 1 after the header
@@ -142,9 +150,10 @@ def _file_batches(path: Path, signature, batch_size: int) -> Tuple[Optional[int]
                               for c, s in signature.items()}
                     keys = {ROW: np.arange(start, start + n, dtype=np.int64)}
                     for k in KEYS:
-                        if k in wanted:
-                            keys[k] = inputs[k] if k in inputs else \
-                                part.column(k).to_numpy(zero_copy_only=False)
+                        if k in inputs:
+                            keys[k] = inputs[k]
+                        elif k in wanted:
+                            keys[k] = _key(part.column(k))
                     start += n
                     yield inputs, keys
         except pa.ArrowInvalid as err:

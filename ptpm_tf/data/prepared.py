@@ -69,10 +69,10 @@ LABEL_COLUMNS = (LABEL, DURATION, TIMESTAMP, ORACLE_MEDIAN, ORACLE_MEAN)
 QUANTILE_SAMPLE = 1_000_000
 QUANTILE_LEVELS = 1001
 DEFAULT_SHARD_ROWS = 1_000_000
-DEFAULT_CHUNK_ROWS = 1_000_000
+DEFAULT_CHUNK_ROWS = 500_000
 _SEQ = "_seq"
 #: rows buffered per run while merging, in all (split among the runs)
-_MERGE_BUDGET = 2_000_000
+_MERGE_BUDGET = 500_000
 #: most frequent values kept per categorical feature (as FeatureEncoder.from_frame)
 MAX_TOKENS = 200_000
 
@@ -196,46 +196,47 @@ def _serialize(frame: pd.DataFrame, kinds: Dict[str, str]):
 
 class _ShardWriter:
     """Writes one part's rows as TFRecord files of exactly ``shard_rows`` rows (the last
-    one shorter)."""
+    one shorter), serialising each frame as it arrives (nothing is held back)."""
 
     def __init__(self, out: Path, part: str, shard_rows: int, kinds: Dict[str, str],
                  compression: str = ""):
         self.out, self.part, self.shard_rows, self.kinds = out, part, shard_rows, kinds
         self.compression = compression
-        self.pending: List[pd.DataFrame] = []
-        self.n_pending = 0
         self.shards: List[dict] = []
+        self.writer = None
+        self.current: dict = {}
 
     def add(self, frame: pd.DataFrame) -> None:
-        if len(frame):
-            self.pending.append(frame)
-            self.n_pending += len(frame)
-        while self.n_pending >= self.shard_rows:
-            self._flush(self.shard_rows)
-
-    def close(self) -> List[dict]:
-        if self.n_pending:
-            self._flush(self.n_pending)
-        return self.shards
-
-    def _flush(self, rows: int) -> None:
         import tensorflow as tf
 
-        frame = pd.concat(self.pending, ignore_index=True) if len(self.pending) > 1 \
-            else self.pending[0].reset_index(drop=True)
-        head, rest = frame.iloc[:rows], frame.iloc[rows:]
-        self.pending, self.n_pending = ([rest] if len(rest) else []), len(rest)
-        name = f"{self.part}-{len(self.shards):05d}.tfrecord"
-        options = tf.io.TFRecordOptions(compression_type=self.compression)
-        with tf.io.TFRecordWriter(str(self.out / name), options) as writer:
-            for start in range(0, len(head), 65536):
-                # the records are serialized together above; TFRecordWriter writes one
-                # record per call, the only stock writer of the format
-                for record in _serialize(head.iloc[start:start + 65536], self.kinds).numpy():
-                    writer.write(record)
-        self.shards.append({"file": name, "rows": int(len(head)),
-                            "first_row": int(head[ROW].iloc[0]),
-                            "bytes": (self.out / name).stat().st_size})
+        while len(frame):
+            if self.writer is None:
+                name = f"{self.part}-{len(self.shards):05d}.tfrecord"
+                options = tf.io.TFRecordOptions(compression_type=self.compression)
+                self.writer = tf.io.TFRecordWriter(str(self.out / name), options)
+                self.current = {"file": name, "rows": 0, "first_row": int(frame[ROW].iloc[0])}
+            take = min(len(frame), self.shard_rows - self.current["rows"])
+            for start in range(0, take, 65536):
+                # the records are serialised together; TFRecordWriter writes one record per
+                # call, the only stock writer of the format
+                for record in _serialize(frame.iloc[start:min(take, start + 65536)],
+                                         self.kinds).numpy():
+                    self.writer.write(record)
+            self.current["rows"] += take
+            frame = frame.iloc[take:]
+            if self.current["rows"] == self.shard_rows:
+                self._finish()
+
+    def close(self) -> List[dict]:
+        if self.writer is not None:
+            self._finish()
+        return self.shards
+
+    def _finish(self) -> None:
+        self.writer.close()
+        self.writer = None
+        self.current["bytes"] = (self.out / self.current["file"]).stat().st_size
+        self.shards.append(self.current)
 
 
 class _TrainStats:
@@ -371,7 +372,8 @@ def prepare(name: str, out_dir, *, data_dir=None, spec=None, rows: Optional[int]
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     out_dir = Path(out_dir)
-    if out_dir.exists() and not is_prepared(out_dir) and any(out_dir.iterdir()):
+    if out_dir.exists() and (not out_dir.is_dir() or (not is_prepared(out_dir)
+                                                      and any(out_dir.iterdir()))):
         raise DataError("exists and is not a prepared directory; choose an empty or "
                         "prepared directory", file=str(out_dir))
     stage = staging_dir(out_dir)
