@@ -232,3 +232,27 @@ def test_gzip_shards_hold_the_same_rows(source, prepared_dir, tmp_path):
     plain = open_prepared(prepared_dir)
     assert meta["disk"]["bytes_per_row"] < plain.meta["disk"]["bytes_per_row"] / 2
     pd.testing.assert_frame_equal(open_prepared(out).frame("test"), plain.frame("test"))
+
+
+@pytest.mark.parametrize("name, folder", [("kuairec", "kuairec-sample"),
+                                          ("kuairand", "kuairand-sample"),
+                                          ("cikm16", "cikm16-diginetica-sample")])
+def test_real_samples_prepare_like_the_in_memory_load(name, folder, tmp_path, monkeypatch):
+    """Every loader, chunked by prepare (CIKM16 whole: sessions span the file), gives the
+    in-memory counts, split and test rows."""
+    monkeypatch.setenv("PTPM_TF_NO_CACHE", "1")
+    data_dir = str(HERE / "data" / folder)
+    ds = load_dataset(name, data_dir=data_dir)
+    split = split_dataset(ds)
+    meta = prepare(name, tmp_path / "p", data_dir=data_dir, shard_rows=400, chunk_rows=100)
+    assert meta["report"]["rows_read"] == ds.report.rows_read
+    assert meta["report"]["dropped"] == ds.report.dropped
+    assert meta["report"]["notes"] == ds.report.notes
+    assert (meta["categorical"], meta["numeric"]) == (ds.categorical, ds.numeric)
+    assert meta["split"]["rows"]["test"] == len(split.test)
+    got = open_prepared(tmp_path / "p").frame("test")
+    # a time split is in time order; a random one (no timestamp) in file order
+    test = split.test if meta["split"]["method"] == "time" else split.test.sort_index()
+    np.testing.assert_array_equal(got[LABEL].to_numpy(), test[LABEL].to_numpy())
+    for c in ds.categorical:
+        assert got[c].astype(str).tolist() == test[c].astype(str).tolist(), c

@@ -382,6 +382,11 @@ class ChunkedReads:
         return all(s.exhausted for s in self.streams.values())
 
     def read(self, key, main: bool, report: LoadReport, strict: bool, open_stream):
+        """A side table (read once), or the next chunk of a main file's stream. A main
+        file's stream is keyed without its row cap, which is fixed when it opens (a loader
+        passing a shrinking cap, as KuaiRand's over several logs, caps each log)."""
+        if main:
+            key = key[:-1]
         if not main:
             if key not in self.side:  # a side table: read (and counted) once
                 self.side[key] = open_stream().next(None, report, strict)
