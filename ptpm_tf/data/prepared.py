@@ -43,7 +43,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -55,8 +54,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ptpm_tf.data.dataset import (DURATION, ITEM, LABEL, ORACLE_MEAN, ORACLE_MEDIAN,
-                                  TIMESTAMP, USER, Dataset, DataError, LoadReport)
+from ptpm_tf.data.dataset import (DURATION, LABEL, ORACLE_MEAN, ORACLE_MEDIAN, TIMESTAMP,
+                                  Dataset, DataError, LoadReport)
+from ptpm_tf.features import signed_log1p
 
 FORMAT_VERSION = 1
 META = "meta.json"
@@ -83,10 +83,6 @@ def is_prepared(path) -> bool:
 
 
 # ------------------------------------------------------------------------- statistics
-
-def signed_log1p(x):
-    return np.sign(x) * np.log1p(np.abs(x))
-
 
 class _Moments:
     """Count, mean and sum of squared deviations of the finite values, merged chunk by
@@ -256,7 +252,7 @@ class _TrainStats:
             vc = frame[c].value_counts(sort=False)
             self.counts[c] = self.counts[c].add(vc, fill_value=0).astype(np.int64)
         for c, m in self.moments.items():
-            m.add(signed_log1p(frame[c].to_numpy(np.float64)))
+            m.add(signed_log1p(frame[c].to_numpy(np.float64)))  # as FeatureEncoder
         y = frame[LABEL].to_numpy(np.float64)
         cols = {LABEL: y}
         if self.has_duration:
@@ -426,7 +422,7 @@ def prepare(name: str, out_dir, *, data_dir=None, spec=None, rows: Optional[int]
         ds0 = first
         by_time = TIMESTAMP in ds0.frame.columns
         sizes = _split_sizes(n, fr)
-        columns = [c for c in (*ds0.categorical, *ds0.numeric)]
+        columns = [*ds0.categorical, *ds0.numeric]
         labels = [c for c in LABEL_COLUMNS if c in ds0.frame.columns and c not in columns]
         kinds.update({c: "float32" for c in ds0.numeric})
         write_kinds = {**{c: kinds[c] for c in columns},
