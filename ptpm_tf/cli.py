@@ -131,7 +131,17 @@ def _train_config(args, model: str):
                        learning_rate=args.learning_rate, patience=args.patience,
                        monitor=args.monitor, split=split,
                        head={**_head_overrides(args), **_baseline_overrides(args, model)},
-                       strategy=args.strategy, backup_every=args.backup_every)
+                       strategy=args.strategy, backup_every=args.backup_every,
+                       prepared=_prepared_dir(args))
+
+
+def _prepared_dir(args) -> Optional[str]:
+    """``--prepared DIR``, or ``--data-dir`` when it names a prepared directory."""
+    from ptpm_tf.data.prepared import is_prepared
+    prepared = getattr(args, "prepared", None)
+    if prepared is None and is_prepared(args.data_dir):
+        prepared = args.data_dir
+    return prepared
 
 
 def cmd_simulate(args) -> int:
@@ -164,8 +174,15 @@ def cmd_evaluate(args) -> int:
         if not hasattr(model.head, "decoder"):
             raise ValueError(f"--decode applies to tree models, not {config.model!r}")
         model.head.decoder = args.decode
-    frame = split.test if args.split == "test" else split.validation
-    result = evaluate_frame(model, frame, dataset, model_name=config.model)
+    if split is None:  # streamed from a prepared directory
+        from ptpm_tf.evaluate import evaluate_prepared
+        result = evaluate_prepared(model, dataset, args.split, model_name=config.model)
+        if args.calibration:
+            n = dataset.rows(args.split)
+            frame = dataset.frame(args.split, stride=max(1, -(-n // 1_000_000)))
+    else:
+        frame = split.test if args.split == "test" else split.validation
+        result = evaluate_frame(model, frame, dataset, model_name=config.model)
     result["split"] = args.split
     print(format_table(decoder_rows([result]), result if "oracle_mae" in result else None))
     if args.json:
@@ -173,7 +190,9 @@ def cmd_evaluate(args) -> int:
         print(f"metrics written to {args.json}")
     if args.calibration:
         from ptpm_tf.calibration import calibration_report, write_calibration
-        report = calibration_report(model, frame, dataset, config=config)
+        # a prepared run's rows are a subsample without the simulator's row indices
+        report = calibration_report(model, frame, dataset,
+                                    config=config if split is not None else None)
         paths = write_calibration(report, Path(args.calibration))
         print(f"calibration: {', '.join(str(p) for p in paths)}")
     return 0
@@ -316,6 +335,18 @@ def _tree_info(args, name: str):
 
 
 def cmd_predict(args) -> int:
+    if (args.run or args.export) and args.server:
+        raise ValueError("predict: --server sends rows to a server; --run / --export score "
+                         "them here; give one")
+    if args.run or args.export:
+        if args.rows or args.tree or args.name:
+            raise ValueError("predict: --name, --rows and --tree go with --server")
+        return _score_offline(args)
+    if not args.server:
+        raise ValueError("predict needs --server HOST:PORT, or --run / --export to score "
+                         "offline")
+    if not args.name:
+        raise ValueError("predict --server needs --name MODEL")
     import grpc
     import numpy as np
     import pandas as pd
@@ -356,6 +387,40 @@ def cmd_predict(args) -> int:
     if args.output:
         Path(args.output).write_text(json.dumps({k: v.tolist() for k, v in out.items()}))
         print(f"outputs written to {args.output}")
+    return 0
+
+
+def _score_offline(args) -> int:
+    from ptpm_tf.scoring import score
+    if not args.output:
+        raise ValueError("predict --run/--export needs --output FILE.parquet")
+    stats = score(args.input, args.output, run=args.run, export=args.export,
+                  outputs=args.outputs, batch_size=args.batch_size)
+    print(f"scored {stats['rows']} rows in {stats['seconds']:.1f} s "
+          f"({stats['rows_per_second']:,.0f} rows/s) -> {args.output}")
+    return 0
+
+
+def cmd_data_prepare(args) -> int:
+    from ptpm_tf.data.prepared import prepare, print_progress
+    split = tuple(float(x) for x in args.split.split(","))
+    meta = prepare(args.dataset, args.out, data_dir=args.data_dir, spec=args.spec,
+                   rows=args.rows, seed=args.seed, strict=args.strict, split=split,
+                   shard_rows=args.shard_rows, chunk_rows=args.chunk_rows,
+                   compression="" if args.compression == "none" else "GZIP",
+                   progress=print_progress)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    from ptpm_tf.data.dataset import LoadReport
+    print(f"{args.dataset}: {LoadReport(**meta['report']).summary()}")
+    rows = meta["split"]["rows"]
+    shards = meta["shards"]
+    print(f"prepared {meta['rows']} rows ({meta['split']['method']} split: "
+          + ", ".join(f"{p} {rows[p]} in {len(shards[p])} shards" for p in rows) + ")")
+    print(f"disk: {meta['disk']['bytes'] / 2**20:.1f} MiB, {meta['disk']['bytes_per_row']} "
+          f"bytes per row; {meta['prepare_seconds']} s ({meta['prepare_rows_per_second']:,.0f} "
+          f"rows/s)")
+    print(f"written to {args.out}")
     return 0
 
 
@@ -406,10 +471,20 @@ def _add_serving_parsers(sub) -> None:
                         "run's decoder (default: all; other models have only all)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("predict", help="send the rows of a file to a TF Serving model over gRPC")
-    p.add_argument("--server", required=True, help="HOST:PORT of the gRPC endpoint")
-    p.add_argument("--name", required=True, action="append", help="model name")
-    p.add_argument("--input", required=True, help="CSV/Parquet/JSON of raw feature columns")
+    p = sub.add_parser("predict", help="send the rows of a file to a TF Serving model over "
+                                       "gRPC, or score a file offline (--run / --export)")
+    p.add_argument("--server", help="HOST:PORT of the gRPC endpoint")
+    p.add_argument("--name", action="append", help="model name (with --server)")
+    p.add_argument("--input", required=True,
+                   help="CSV/Parquet/JSON of raw feature columns; offline also a prepared "
+                        "directory")
+    p.add_argument("--run", help="score offline with this run's model (no server)")
+    p.add_argument("--export", help="score offline with this SavedModel (a version "
+                                    "directory, or EXPORT_DIR/NAME for its newest version)")
+    p.add_argument("--outputs", choices=("all", "lean"), default="all",
+                   help="with --run: 'lean' leaves out a tree model's distributional outputs "
+                        "(as export --outputs lean)")
+    p.add_argument("--batch-size", type=int, default=8192, help="rows per model call (offline)")
     p.add_argument("--signature", default="serving_default")
     p.add_argument("--rows", type=int, help="send only the first N rows")
     p.add_argument("--tree", type=int, nargs="?", const=1, default=0, metavar="K",
@@ -417,7 +492,9 @@ def _add_serving_parsers(sub) -> None:
     p.add_argument("--export-dir", help="local model repository, to print the tree's label "
                                         "intervals in seconds (reads model_info.json)")
     p.add_argument("--model-info", help="model_info.json of the export (instead of --export-dir)")
-    p.add_argument("--output", help="write all outputs to this JSON file")
+    p.add_argument("--output", help="write all outputs to this JSON file (with --server), "
+                                    "or to this .parquet file, one row per input row "
+                                    "(offline)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
     p.set_defaults(func=cmd_predict)
 
@@ -461,6 +538,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     _add_train_args(p)
     _add_baseline_args(p)
+    p.add_argument("--prepared", metavar="DIR",
+                   help="stream from a prepared directory (ptpm-tf data prepare) instead of "
+                        "loading the dataset; a --data-dir that is one is used the same way")
     p.add_argument("--out", help="run directory (default runs/MODEL-DATASET-sSEED)")
     p.set_defaults(func=cmd_train)
 
@@ -519,6 +599,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(q)
     q.add_argument("--out", default="results/inspect", help="folder for summary.json and the PNG")
     q.set_defaults(func=cmd_data_inspect)
+    q = data_sub.add_parser("prepare", help="convert a dataset once into time-ordered TFRecord "
+                                            "shards that train/evaluate/predict stream from")
+    _add_data_args(q)
+    q.add_argument("--out", required=True, help="prepared directory to write")
+    q.add_argument("--shard-rows", type=int, default=1_000_000,
+                   help="rows per shard file (at least one shard per worker for multi_worker)")
+    q.add_argument("--chunk-rows", type=int, default=500_000,
+                   help="rows converted at a time (bounds the converter's memory)")
+    q.add_argument("--split", default="0.8,0.1,0.1",
+                   help="train,validation,test fractions (by time if there is a timestamp)")
+    q.add_argument("--compression", choices=("none", "gzip"), default="none",
+                   help="gzip: several times less disk, slower reads (default none)")
+    q.set_defaults(func=cmd_data_prepare)
 
     _add_serving_parsers(sub)
     return parser

@@ -86,6 +86,15 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return bool(strategy.extended.should_checkpoint)
 
 
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+    """How many worker processes train together (1 unless multi-worker)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None:
+        return 1
+    spec = resolver.cluster_spec().as_dict()
+    return max(1, sum(len(spec.get(task, [])) for task in ("chief", "worker")))
+
+
 def worker_dir(path: Path, strategy: tf.distribute.Strategy) -> Path:
     """Where this worker writes files meant for ``path``: ``path`` itself on the chief, a
     fresh temporary directory on the other workers (which still take part in the writes,

@@ -436,7 +436,7 @@ def export_run(run_dir: PathLike, export_dir: PathLike = "export",
     ``quantiles`` and ``p_complete`` (their serving cost is in BENCHMARKS.md), ``True``
     with them; ``None`` keeps the run's setting. Other heads have none."""
     from ptpm_tf.training import load_run
-    config, model, _, split = load_run(Path(run_dir))
+    config, model, data, split = load_run(Path(run_dir))
     if distribution_outputs is not None:
         if hasattr(model.head, "distribution_outputs"):
             model.head.distribution_outputs = bool(distribution_outputs)
@@ -444,7 +444,8 @@ def export_run(run_dir: PathLike, export_dir: PathLike = "export",
             raise ValueError(f"{config.model} has no distributional outputs to leave out "
                              f"(only the tree models do)")
     return export_model(model, export_dir, name or config.model, version=version,
-                        example_frame=split.test.head(512))
+                        example_frame=split.test.head(512) if split is not None
+                        else data.head("test", 512))
 
 
 # -- inspection ----------------------------------------------------------------------------

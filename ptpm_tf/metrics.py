@@ -389,9 +389,22 @@ def _check_leaf_index(true_leaf, n_rows: int, n_leaves: int) -> np.ndarray:
 
 
 def _dense_rank(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sorted distinct values, each entry's 0-based rank among them (int64), their counts."""
-    values, rank, counts = np.unique(x, return_inverse=True, return_counts=True)
-    return values, rank.reshape(-1).astype(np.int64, copy=False), counts.astype(np.int64)
+    """Sorted distinct values, each entry's 0-based rank among them (int64), their counts.
+
+    One argsort and a scatter (``np.unique(return_inverse=True)`` does about twice the
+    work); ``-0.0`` and ``0.0`` are one value, as there."""
+    x = np.asarray(x).reshape(-1)
+    if x.size == 0:
+        return x[:0], np.zeros(0, np.int64), np.zeros(0, np.int64)
+    order = np.argsort(x)
+    s = x[order]
+    new = np.empty(x.size, dtype=bool)
+    new[0] = True
+    np.not_equal(s[1:], s[:-1], out=new[1:])
+    rank = np.empty(x.size, dtype=np.int64)
+    rank[order] = np.cumsum(new) - 1
+    starts = np.flatnonzero(new)
+    return s[starts], rank, np.diff(np.append(starts, x.size)).astype(np.int64)
 
 
 def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:

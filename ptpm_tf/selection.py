@@ -32,6 +32,10 @@ def train_selected(config, out_dir: Optional[Path] = None, *, dataset=None, spli
         return train(config, out_dir, dataset=dataset, split=split, verbose=verbose)
     if len(grid) != 1:
         raise ValueError("only one-dimensional selection grids are supported")
+    if config.prepared is not None:
+        raise ValueError(f"{config.model}'s search over {', '.join(grid)} on the validation "
+                         "split runs in memory; fix the value (e.g. --cread-a) to train "
+                         "from a prepared directory")
     (key, values), = grid.items()
     if dataset is None:
         dataset = load_dataset(config.dataset, data_dir=config.data_dir, spec=config.spec,

@@ -22,14 +22,16 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
 from ptpm_tf import distribute
-from ptpm_tf.data.dataset import Dataset
+from ptpm_tf.data.dataset import DURATION, LABEL, Dataset
 from ptpm_tf.data.pipeline import make_tf_dataset
+from ptpm_tf.data.prepared import Prepared, open_prepared
 from ptpm_tf.data.registry import load_dataset
 from ptpm_tf.data.splits import Split, split_dataset
 from ptpm_tf.features import FeatureEncoder
@@ -67,6 +69,8 @@ class TrainConfig:
     strategy: str = "default"
     #: back up every this many steps (None: at the end of every epoch); needs a run directory
     backup_every: Optional[int] = None
+    #: a prepared directory (``ptpm-tf data prepare``) to stream from instead of loading
+    prepared: Optional[str] = None
 
     def head_kwargs(self) -> Dict[str, Any]:
         kw = {"seed": self.seed, **self.head}
@@ -85,8 +89,10 @@ class Run:
 
     config: TrainConfig
     model: WatchTimeModel
-    dataset: Dataset
-    split: Split
+    #: the loaded dataset, or the :class:`Prepared` directory streamed from
+    dataset: Union[Dataset, Prepared]
+    #: the in-memory split (None when streamed: the prepared directory holds the split)
+    split: Optional[Split]
     history: Dict[str, list]
     metrics: Dict[str, Any]
     seconds: float
@@ -113,10 +119,11 @@ def check_run_dir(out_dir: Path) -> None:
                          f"replaces its directory, so choose an empty or a run directory")
 
 
-def fit_label_space(config: TrainConfig, dataset: Dataset) -> TrainConfig:
+def fit_label_space(config: TrainConfig, dataset) -> TrainConfig:
     """A ratio tree needs the duration: on a dataset without one (CIKM16), a ratio space
     that came from the preset falls back to seconds with a one-line notice, and one asked
-    for explicitly is an error."""
+    for explicitly is an error. ``dataset``: a ``Dataset`` or a prepared directory (both
+    have ``name`` and ``numeric``)."""
     if config.label_space() != "ratio" or DURATION in dataset.numeric:
         return config
     if config.head.get("label_space") == "ratio":
@@ -132,6 +139,81 @@ def build_model(config: TrainConfig, encoder: FeatureEncoder) -> WatchTimeModel:
                   **config.tower)
     head = build_head(config.model, config.preset, **config.head_kwargs())
     return WatchTimeModel(encoder, tower, head)
+
+
+#: validation rows (at most, evenly spread) the post-hoc calibration of a streamed run uses
+CALIBRATION_ROWS = 1_000_000
+
+
+def stream_columns(prepared: Prepared, model: WatchTimeModel) -> list:
+    """What a streamed training batch reads: the model's inputs, the label columns the
+    heads' targets take, and the row key."""
+    from ptpm_tf.data.prepared import ROW
+    labels = [c for c in (LABEL, DURATION) if c in prepared.meta["dtypes"]]
+    return list(dict.fromkeys([*model.encoder.input_signature(), *labels, ROW]))
+
+
+def with_targets(batches: tf.data.Dataset, model: WatchTimeModel, probe: pd.DataFrame,
+                 seed: int) -> tf.data.Dataset:
+    """``(features, targets)`` batches: the head's ``targets`` computed per batch from the
+    batch's label columns (the rule the in-memory path applies to the validation split;
+    ``seed`` plus the batch's first row key seeds the tie-breaking draws).
+
+    ``probe``: two rows of labels, to learn the targets' names and types."""
+    from ptpm_tf.data.prepared import ROW
+    head, inputs = model.head, list(model.encoder.input_signature())
+    has_duration = DURATION in probe.columns
+    example = head.targets(probe, seed=seed)
+    names = list(example)
+    dtypes = [tf.as_dtype(example[k].dtype) for k in names]
+
+    def targets(first_row, y, *duration):
+        frame = pd.DataFrame({LABEL: y, **({DURATION: duration[0].astype(np.float64)}
+                                           if duration else {})})
+        out = head.targets(frame, seed=seed + int(first_row))
+        return [np.asarray(out[k], dtype=example[k].dtype) for k in names]
+
+    def add_targets(batch):
+        labels = [batch[LABEL], *([batch[DURATION]] if has_duration else [])]
+        values = tf.numpy_function(targets, [batch[ROW][0], *labels], dtypes, stateful=False)
+        out = {k: tf.ensure_shape(v, [None, *example[k].shape[1:]])
+               for k, v in zip(names, values)}
+        return {k: batch[k] for k in inputs}, out
+
+    options = batches.options()
+    return batches.map(add_targets, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+        tf.data.AUTOTUNE).with_options(options)
+
+
+def streaming_train_data(prepared: Prepared, model: WatchTimeModel, config: TrainConfig,
+                         strategy: tf.distribute.Strategy, probe: pd.DataFrame):
+    """(training batches, steps per epoch) streamed from ``prepared``.
+
+    On one worker an epoch is one pass over the training shards. Under a multi-worker
+    strategy each worker reads only its own shards (``AutoShardPolicy.FILE``: shard ``i``
+    goes to worker ``i % W``), and every worker must take the same number of steps: an
+    epoch is then as many global batches as the worker with the fewest rows can fill, so
+    up to one batch of rows per worker and epoch is left out (the shards are read again
+    from the start each epoch, reshuffled)."""
+    workers = distribute.num_workers(strategy)
+    columns = stream_columns(prepared, model)
+    if workers <= 1:
+        ds = prepared.batches("train", config.batch_size, shuffle=True, seed=config.seed,
+                              columns=columns)
+        return with_targets(ds, model, probe, seed=config.seed), None
+    rows = prepared.shard_rows("train")
+    if len(rows) < workers:
+        raise ValueError(f"{prepared.path}: {len(rows)} training shards for {workers} workers; "
+                         "prepare it again with a smaller --shard-rows (at least one shard "
+                         "per worker)")
+    per_worker = [sum(rows[w::workers]) for w in range(workers)]
+    steps = min(per_worker) // max(1, config.batch_size // workers)
+    if steps < 1:
+        raise ValueError(f"{prepared.path}: a worker has {min(per_worker)} training rows, "
+                         f"fewer than one batch of {config.batch_size // workers}")
+    ds = prepared.batches("train", config.batch_size, shuffle=True, seed=config.seed,
+                          columns=columns, repeat=True)
+    return with_targets(ds, model, probe, seed=config.seed), steps
 
 
 def _verbosity(verbose: Optional[int]) -> int:
@@ -158,7 +240,7 @@ def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
     Under ``config.strategy = 'multi_worker'`` every worker runs this same call (same data,
     seed and ``out_dir``); all of them train and evaluate, only the chief writes.
     """
-    from ptpm_tf.evaluate import evaluate_frame
+    from ptpm_tf.evaluate import evaluate_frame, evaluate_prepared
 
     # first: MultiWorkerMirroredStrategy must exist before TensorFlow runs anything else
     strategy = distribute.make_strategy(config.strategy)
@@ -166,7 +248,14 @@ def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
     if out_dir is not None:
         check_run_dir(Path(out_dir))
     tf.keras.utils.set_random_seed(config.seed)
-    if dataset is not None:
+    prepared = None
+    if config.prepared is not None:
+        if dataset is not None or split is not None:
+            raise ValueError("a prepared directory holds its own data and split; pass "
+                             "neither dataset nor split with config.prepared")
+        prepared = open_prepared(config.prepared)
+        config = dataclasses.replace(config, dataset=prepared.name)
+    elif dataset is not None:
         if dataset.name != config.dataset:
             raise ValueError(f"config.dataset is {config.dataset!r} but the dataset passed "
                              f"in is {dataset.name!r}")
@@ -175,24 +264,42 @@ def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
     else:
         dataset = load_dataset(config.dataset, data_dir=config.data_dir, spec=config.spec,
                                rows=config.rows, seed=config.seed, strict=config.strict)
-    config = fit_label_space(config, dataset)
-    if split is None:
+    config = fit_label_space(config, prepared if prepared is not None else dataset)
+    if prepared is None and split is None:
         split = split_dataset(dataset, config.split, seed=config.seed)
     backup = RunBackup(Path(out_dir), writer) if out_dir is not None else None
     if backup is not None:
         backup.check_config(config)
-    encoder = FeatureEncoder.from_frame(split.train, dataset.categorical, dataset.numeric)
+    if prepared is not None:
+        encoder = prepared.encoder()
+        # the heads fit their constants from the training labels alone (16 bytes a row)
+        adapt_frame = prepared.train_labels()
+    else:
+        encoder = FeatureEncoder.from_frame(split.train, dataset.categorical, dataset.numeric)
+        adapt_frame = split.train
     with strategy.scope():
         model = build_model(config, encoder)
-        train_targets = model.head.adapt(split.train)
+        train_targets = model.head.adapt(adapt_frame)
         if backup is not None:  # BackupAndRestore restores into built variables only
-            model(encoder.raw_arrays(split.train.iloc[:2]))
+            model(encoder.raw_arrays(split.train.iloc[:2]) if prepared is None else
+                  next(iter(prepared.batches("train", 2, columns=list(encoder.input_signature())))))
         model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
-    val_targets = model.head.targets(split.validation, seed=config.seed + 1)
-    train_ds = make_tf_dataset(encoder.compact_arrays(split.train), train_targets,
-                               batch_size=config.batch_size, shuffle=True, seed=config.seed)
-    val_ds = make_tf_dataset(encoder.compact_arrays(split.validation), val_targets,
-                             batch_size=max(config.batch_size, 4096))
+    steps_per_epoch = None
+    if prepared is None:
+        val_targets = model.head.targets(split.validation, seed=config.seed + 1)
+        train_ds = make_tf_dataset(encoder.compact_arrays(split.train), train_targets,
+                                   batch_size=config.batch_size, shuffle=True, seed=config.seed)
+        val_ds = make_tf_dataset(encoder.compact_arrays(split.validation), val_targets,
+                                 batch_size=max(config.batch_size, 4096))
+    else:
+        probe = adapt_frame.iloc[:2]
+        del adapt_frame, train_targets
+        train_ds, steps_per_epoch = streaming_train_data(prepared, model, config, strategy,
+                                                         probe)
+        val_ds = with_targets(prepared.batches("validation", max(config.batch_size, 4096),
+                                               columns=stream_columns(prepared, model),
+                                               shard_by_file=False),
+                              model, probe, seed=config.seed + 1)
     stop = ResumableEarlyStopping(
         progress_dir=backup.progress_dir if backup is not None else None, writer=writer,
         max_epochs=config.epochs, monitor=config.monitor, patience=config.patience,
@@ -210,22 +317,35 @@ def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
         epoch_logs, epochs_here = done["epoch_logs"], 0
     else:
         model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
+                  steps_per_epoch=steps_per_epoch,
                   callbacks=[*fit_callbacks, *callbacks], verbose=_verbosity(verbose))
         epoch_logs, epochs_here = stop.epoch_logs, len(stop.epoch_logs) - stop.restored_epochs
     seconds = time.perf_counter() - start
+    if prepared is not None:
+        n_val = prepared.rows("validation")
+        validation = prepared.frame("validation", stride=max(1, -(-n_val // CALIBRATION_ROWS)))
+    else:
+        validation = split.validation
     with strategy.scope():
-        calibrated = model.head.calibrate(model, split.validation)
+        calibrated = model.head.calibrate(model, validation)
+    del validation
     history = {k: [float(e[k]) for e in epoch_logs if k in e]
                for k in dict.fromkeys(k for e in epoch_logs for k in e)}
-    metrics = evaluate_frame(model, split.test, dataset, model_name=config.model)
+    if prepared is not None:
+        metrics = evaluate_prepared(model, prepared, "test", model_name=config.model)
+        train_rows = prepared.rows("train")
+    else:
+        metrics = evaluate_frame(model, split.test, dataset, model_name=config.model)
+        train_rows = len(split.train)
     metrics.update(train_seconds=round(seconds, 2), epochs_run=len(history.get("loss", [])),
-                   train_rows=len(split.train),
-                   samples_per_second=round(len(split.train) * epochs_here / seconds, 1),
+                   train_rows=train_rows,
+                   samples_per_second=round(train_rows * epochs_here / seconds, 1),
                    optimizer_steps=int(model.optimizer.iterations.numpy()))
     metrics.update({f"validation_{k}": v for k, v in calibrated.items()})
     if strategy.num_replicas_in_sync > 1:
         metrics.update(strategy=config.strategy, replicas=strategy.num_replicas_in_sync)
-    run = Run(config, model, dataset, split, history, metrics, seconds)
+    run = Run(config, model, dataset if prepared is None else prepared, split, history,
+              metrics, seconds)
     if out_dir is not None:
         save_run(run, Path(out_dir), strategy)
     return run
@@ -262,15 +382,16 @@ def _write_run(run: Run, out_dir: Path) -> None:
                      "categorical": run.dataset.categorical,
                      "numeric": run.dataset.numeric}}, indent=2, default=list))
     run.model.save_weights(str(out_dir / "weights"))
-    run.split.save_indices(out_dir / "split.npz")
+    if run.split is not None:  # a streamed run's split is its prepared directory's
+        run.split.save_indices(out_dir / "split.npz")
     (out_dir / "history.json").write_text(json.dumps(run.history, indent=2))
     (out_dir / "metrics.json").write_text(json.dumps(run.metrics, indent=2, default=float))
 
 
-def load_run(run_dir: Path):
-    """Rebuild a run's model (weights and tree constants restored), its dataset and split.
+def load_model(run_dir: Path):
+    """Rebuild a run's model (weights and tree constants restored) without its data.
 
-    Returns ``(config, model, dataset, split)``.
+    Returns ``(config, model)``.
     """
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").exists():
@@ -280,17 +401,37 @@ def load_run(run_dir: Path):
     config = TrainConfig(**{"preset": "paper", **saved["train"]})
     encoder = FeatureEncoder.from_config(saved["model"]["encoder"])
     model = build_model(config, encoder)
-    dataset = load_dataset(config.dataset, data_dir=config.data_dir, spec=config.spec,
-                           rows=config.rows, seed=config.seed, strict=config.strict)
-    if len(dataset) != saved["dataset"]["rows"]:
-        raise ValueError(f"{run_dir}: the run was trained on {saved['dataset']['rows']} rows of "
-                         f"{config.dataset!r} but {len(dataset)} load now; the data changed")
-    idx = np.load(run_dir / "split.npz")
-    frame = dataset.frame
-    split = Split(frame.loc[idx["train"]], frame.loc[idx["validation"]], frame.loc[idx["test"]],
-                  method="saved", fractions=tuple(config.split), seed=config.seed)
-    model(encoder.raw_arrays(split.test.iloc[:2]))  # create variables before restoring
+    # create the variables before restoring: two rows of placeholder inputs
+    model({name: tf.zeros([2], spec.dtype) if spec.dtype != tf.string else tf.constant(["", ""])
+           for name, spec in encoder.input_signature().items()})
     model.load_weights(str(run_dir / "weights")).expect_partial()
     if hasattr(model.head, "after_restore"):
         model.head.after_restore()
+    return config, model
+
+
+def load_run(run_dir: Path):
+    """Rebuild a run's model (weights and tree constants restored), its dataset and split.
+
+    Returns ``(config, model, dataset, split)``; for a run streamed from a prepared
+    directory, ``dataset`` is that :class:`Prepared` directory and ``split`` is None.
+    """
+    run_dir = Path(run_dir)
+    config, model = load_model(run_dir)
+    saved = json.loads((run_dir / "config.json").read_text())
+    if config.prepared is not None:
+        dataset = open_prepared(config.prepared)
+        split = None
+    else:
+        dataset = load_dataset(config.dataset, data_dir=config.data_dir, spec=config.spec,
+                               rows=config.rows, seed=config.seed, strict=config.strict)
+    if len(dataset) != saved["dataset"]["rows"]:
+        raise ValueError(f"{run_dir}: the run was trained on {saved['dataset']['rows']} rows of "
+                         f"{config.dataset!r} but {len(dataset)} load now; the data changed")
+    if config.prepared is None:
+        idx = np.load(run_dir / "split.npz")
+        frame = dataset.frame
+        split = Split(frame.loc[idx["train"]], frame.loc[idx["validation"]],
+                      frame.loc[idx["test"]], method="saved", fractions=tuple(config.split),
+                      seed=config.seed)
     return config, model, dataset, split

@@ -79,7 +79,9 @@ def cached_load(loader: str, version: int, sources: Sequence[Path], params: Dict
     ``sources`` are all files the dataset is made from (main file first); ``params`` all
     arguments that change the result.
     """
-    if os.environ.get(NO_CACHE_ENV, "") not in ("", "0"):
+    from ptpm_tf.data.reader import chunking
+
+    if chunking() or os.environ.get(NO_CACHE_ENV, "") not in ("", "0"):
         return build()
     sources = [Path(p) for p in sources]
     name = entry_name(loader, sources, params)

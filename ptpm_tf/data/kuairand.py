@@ -78,7 +78,7 @@ def build(logs: Sequence[Path], *, users: Optional[Path] = None,
         left = None if rows is None else rows - sum(len(p) for p in parts)
         if left is not None and left <= 0:
             break
-        f = read_csv(log, cols, rows=left, strict=strict, report=report)
+        f = read_csv(log, cols, rows=left, strict=strict, report=report, main=True)
         f = drop_rows(f, f["play_time_ms"].to_numpy() < 0, "negative watch time (play_time_ms)",
                       file=log, column="play_time_ms", report=report, strict=strict,
                       describe=lambda r: f"negative watch time {r['play_time_ms']:g} ms")

@@ -74,7 +74,7 @@ def build(main: Path, *, users: Optional[Path] = None, categories: Optional[Path
                         Column("play_duration", role="watch time"),
                         Column("video_duration", missing="keep"),
                         Column("timestamp")],
-                 rows=rows, strict=strict, report=report)
+                 rows=rows, strict=strict, report=report, main=True)
     f = drop_rows(f, f["play_duration"].to_numpy() < 0, "negative watch time (play_duration)",
                   file=main, column="play_duration", report=report, strict=strict,
                   describe=lambda r: f"negative watch time {r['play_duration']:g} ms")

@@ -21,6 +21,7 @@ Python loop over rows. Single-threaded parsing keeps the line numbers of malform
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -169,81 +170,123 @@ def csv_header(path, sep: str = ",", encoding: str = "utf-8") -> List[str]:
 
 # ---------------------------------------------------------------------------- CSV
 
-def _take_rows(batches, rows: Optional[int]):
-    """Record batches from a stream, cut at ``rows`` rows (all when None); returns
-    (batches, row count) and stops reading once enough rows are in."""
-    taken, n = [], 0
-    for batch in batches:
-        if rows is not None and n + batch.num_rows >= rows:
-            taken.append(batch.slice(0, rows - n))
-            return taken, rows
-        taken.append(batch)
-        n += batch.num_rows
-    return taken, n
-
-
 def read_csv(path, columns: Sequence[Column], *, sep: str = ",", rows: Optional[int] = None,
              strict: bool = False, report: Optional[LoadReport] = None,
-             encoding: str = "utf-8") -> pd.DataFrame:
+             encoding: str = "utf-8", main: bool = False) -> pd.DataFrame:
     """Read ``columns`` of the CSV at ``path`` into a checked frame (plus :data:`LINE`).
 
     ``rows`` caps the data lines read. Counts go to ``report`` (``rows_read`` and drops).
+    ``main`` marks a dataset's main table: inside :func:`chunked_reads` such a read returns
+    the next chunk of the file instead of all of it (side tables are read once and kept).
     """
     report = report if report is not None else LoadReport()
-    path = os.fspath(path)
-    header = csv_header(path, sep, encoding)
-    found = resolve_columns(header, columns, path, row=1)
-    skipped: List[Tuple[int, int, int]] = []  # (line, expected fields, found fields)
-
-    def on_invalid(row) -> str:
-        skipped.append((row.number if row.number is not None else -1,
-                        row.expected_columns, row.actual_columns))
-        return "skip"
-
-    utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig")
-    read_opts = pv.ReadOptions(use_threads=False, block_size=_BLOCK,
-                               encoding="utf8" if utf8 else encoding)
-    parse_opts = pv.ParseOptions(delimiter=sep, invalid_row_handler=on_invalid,
-                                 ignore_empty_lines=False)
-    names = list(dict.fromkeys(found.values()))
-    conv_opts = pv.ConvertOptions(include_columns=names,
-                                  column_types={n: pa.string() for n in names},
-                                  strings_can_be_null=False, quoted_strings_can_be_null=False)
-    try:
-        stream = pv.open_csv(path, read_options=read_opts, parse_options=parse_opts,
-                             convert_options=conv_opts)
-        batches, n = _take_rows(stream, rows)
-        table = pa.Table.from_batches(batches, schema=stream.schema)
-    except pa.ArrowInvalid as e:
-        raise DataError(f"cannot parse the CSV: {e}", file=path) from None
-
-    bad = np.array([s[0] for s in skipped], dtype=np.int64)
-    lines = _record_lines(n, bad)
-    if rows is not None and n and len(bad):
-        keep = bad < lines[-1]
-        bad, skipped = bad[keep], [s for s, k in zip(skipped, keep) if k]
-    report.rows_read += n + len(skipped)
-    firsts: List[DataError] = []
-    if skipped:
-        line, expected, got = skipped[0]
-        # the column: the first one missing from the row, or the first field too many
-        col = header[got] if got < expected else \
-            f"field {expected + 1} (beyond the {expected} header columns)"
-        error = DataError(f"malformed row: expected {expected} fields, found {got}",
-                          file=path, row=int(line), column=col)
-        firsts.append(error)
-        report.drop("malformed row (wrong field count)", len(skipped), str(error))
-    if n == 0:
-        if strict and firsts:
-            raise firsts[0]
-        raise DataError("no data rows after the header", file=path, row=2 + len(skipped))
-    return _convert({c: table.column(h) for c, h in found.items()}, lines, path,
-                    report=report, strict=strict, header_names=found, firsts=firsts)
+    key = ("csv", os.fspath(path), tuple(columns), sep, encoding, rows)
+    if _ACTIVE is not None:
+        return _ACTIVE.read(key, main, report, strict,
+                            lambda: _CsvStream(path, columns, sep, encoding, rows,
+                                               block=_ACTIVE.block_bytes if main else _BLOCK))
+    return _CsvStream(path, columns, sep, encoding, rows).next(None, report, strict)
 
 
-def _record_lines(n: int, skipped_lines: np.ndarray) -> np.ndarray:
-    """Physical line of each parsed record, given the lines the parser skipped."""
-    g = np.arange(n, dtype=np.int64)
+class _CsvStream:
+    """A CSV read block by block; each :meth:`next` returns the following rows checked,
+    with their physical line numbers (the lines skipped as malformed so far are known,
+    since the parser has passed them)."""
+
+    def __init__(self, path, columns: Sequence[Column], sep: str, encoding: str,
+                 rows: Optional[int], block: int = _BLOCK):
+        self.path = os.fspath(path)
+        self.header = csv_header(self.path, sep, encoding)
+        self.found = resolve_columns(self.header, columns, self.path, row=1)
+        self.skipped: List[Tuple[int, int, int]] = []  # (line, expected fields, found fields)
+        self.cap = rows
+        self.records = 0       # records returned so far
+        self.counted = 0       # skipped rows counted so far
+        self.exhausted = False
+
+        def on_invalid(row) -> str:
+            self.skipped.append((row.number if row.number is not None else -1,
+                                 row.expected_columns, row.actual_columns))
+            return "skip"
+
+        utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig")
+        read_opts = pv.ReadOptions(use_threads=False, block_size=block,
+                                   encoding="utf8" if utf8 else encoding)
+        parse_opts = pv.ParseOptions(delimiter=sep, invalid_row_handler=on_invalid,
+                                     ignore_empty_lines=False)
+        names = list(dict.fromkeys(self.found.values()))
+        conv_opts = pv.ConvertOptions(include_columns=names,
+                                      column_types={n: pa.string() for n in names},
+                                      strings_can_be_null=False,
+                                      quoted_strings_can_be_null=False)
+        try:
+            self.stream = pv.open_csv(self.path, read_options=read_opts,
+                                      parse_options=parse_opts, convert_options=conv_opts)
+        except pa.ArrowInvalid as e:
+            raise DataError(f"cannot parse the CSV: {e}", file=self.path) from None
+        self.pending = None
+
+    def _batches(self, limit: Optional[int]):
+        """Record batches up to ``limit`` rows (the rest of the file, or the cap, when
+        None); sets ``exhausted`` when nothing is left."""
+        taken, n = [], 0
+        try:
+            while limit is None or n < limit:
+                batch = self.pending if self.pending is not None else self.stream.read_next_batch()
+                self.pending = None
+                if self.cap is not None and self.records + n + batch.num_rows >= self.cap:
+                    taken.append(batch.slice(0, self.cap - self.records - n))
+                    n = self.cap - self.records
+                    self.exhausted = True
+                    return taken, n
+                taken.append(batch)
+                n += batch.num_rows
+            self.pending = self.stream.read_next_batch()  # look ahead: is anything left?
+        except StopIteration:
+            self.exhausted = True
+        except pa.ArrowInvalid as e:
+            raise DataError(f"cannot parse the CSV: {e}", file=self.path) from None
+        return taken, n
+
+    def next(self, limit: Optional[int], report: LoadReport, strict: bool) -> pd.DataFrame:
+        """The next ``limit`` rows or more (whole blocks), checked; all rows when None."""
+        first = self.records == 0
+        batches, n = self._batches(limit)
+        table = pa.Table.from_batches(batches, schema=self.stream.schema)
+        bad_all = np.sort(np.array([s[0] for s in self.skipped], dtype=np.int64))
+        lines = _record_lines(n, bad_all, start=self.records)
+        # the malformed rows of this read: those before its last record (all if it ends the file)
+        cut = len(bad_all) if self.exhausted or n == 0 else \
+            int(np.searchsorted(bad_all, lines[-1]))
+        skipped = sorted(self.skipped, key=lambda s: s[0])[self.counted:cut]
+        if self.cap is not None and self.exhausted and n:
+            skipped = [s for s in skipped if s[0] < lines[-1]]
+        self.counted, self.records = cut, self.records + n
+        report.rows_read += n + len(skipped)
+        firsts: List[DataError] = []
+        if skipped:
+            line, expected, got = skipped[0]
+            # the column: the first one missing from the row, or the first field too many
+            col = self.header[got] if got < expected else \
+                f"field {expected + 1} (beyond the {expected} header columns)"
+            error = DataError(f"malformed row: expected {expected} fields, found {got}",
+                              file=self.path, row=int(line), column=col)
+            firsts.append(error)
+            report.drop("malformed row (wrong field count)", len(skipped), str(error))
+        if n == 0 and first:
+            if strict and firsts:
+                raise firsts[0]
+            raise DataError("no data rows after the header", file=self.path,
+                            row=2 + len(skipped))
+        return _convert({c: table.column(h) for c, h in self.found.items()}, lines,
+                        self.path, report=report, strict=strict, header_names=self.found,
+                        firsts=firsts)
+
+
+def _record_lines(n: int, skipped_lines: np.ndarray, start: int = 0) -> np.ndarray:
+    """Physical line of parsed records ``start .. start + n - 1``, given the lines the
+    parser skipped before them."""
+    g = np.arange(start, start + n, dtype=np.int64)
     if len(skipped_lines) == 0:
         return g + 2
     s = np.sort(skipped_lines)
@@ -254,28 +297,125 @@ def _record_lines(n: int, skipped_lines: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------- Parquet
 
 def read_parquet(path, columns: Sequence[Column], *, rows: Optional[int] = None,
-                 strict: bool = False, report: Optional[LoadReport] = None) -> pd.DataFrame:
-    """Read ``columns`` of a Parquet file into a checked frame (rows numbered from 1)."""
+                 strict: bool = False, report: Optional[LoadReport] = None,
+                 main: bool = False) -> pd.DataFrame:
+    """Read ``columns`` of a Parquet file into a checked frame (rows numbered from 1).
+    ``main``: as for :func:`read_csv`."""
     report = report if report is not None else LoadReport()
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise DataError("file not found", file=path)
-    if os.path.getsize(path) == 0:
-        raise DataError("file is empty", file=path, row=1)
+    key = ("parquet", os.fspath(path), tuple(columns), rows)
+    if _ACTIVE is not None:
+        return _ACTIVE.read(key, main, report, strict,
+                            lambda: _ParquetStream(path, columns, rows,
+                                                   batch=min(1 << 18, _ACTIVE.chunk_rows)))
+    return _ParquetStream(path, columns, rows).next(None, report, strict)
+
+
+class _ParquetStream:
+    """A Parquet file read batch by batch (see :class:`_CsvStream`)."""
+
+    def __init__(self, path, columns: Sequence[Column], rows: Optional[int],
+                 batch: int = 1 << 18):
+        self.path = os.fspath(path)
+        if not os.path.isfile(self.path):
+            raise DataError("file not found", file=self.path)
+        if os.path.getsize(self.path) == 0:
+            raise DataError("file is empty", file=self.path, row=1)
+        try:
+            pf = pq.ParquetFile(self.path)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise DataError(f"not a readable Parquet file: {e}", file=self.path) from None
+        self.found = resolve_columns(pf.schema_arrow.names, columns, self.path, row=None)
+        names = list(dict.fromkeys(self.found.values()))
+        self.batches = pf.iter_batches(columns=names, batch_size=batch)
+        self.schema = pf.schema_arrow
+        self.cap, self.records, self.exhausted, self.pending = rows, 0, False, None
+
+    def next(self, limit: Optional[int], report: LoadReport, strict: bool) -> pd.DataFrame:
+        first = self.records == 0
+        taken, n = [], 0
+        try:
+            while limit is None or n < limit:
+                batch = self.pending if self.pending is not None else next(self.batches)
+                self.pending = None
+                if self.cap is not None and self.records + n + batch.num_rows >= self.cap:
+                    taken.append(batch.slice(0, self.cap - self.records - n))
+                    n = self.cap - self.records
+                    self.exhausted = True
+                    break
+                taken.append(batch)
+                n += batch.num_rows
+            else:
+                self.pending = next(self.batches)
+        except StopIteration:
+            self.exhausted = True
+        if n == 0 and first:
+            raise DataError("no data rows", file=self.path, row=1)
+        names = list(dict.fromkeys(self.found.values()))
+        table = (pa.Table.from_batches(taken) if taken else
+                 pa.Table.from_batches([], schema=pa.schema([self.schema.field(c) for c in names])))
+        lines = np.arange(self.records + 1, self.records + n + 1, dtype=np.int64)
+        self.records += n
+        report.rows_read += n
+        return _convert({c: table.column(h) for c, h in self.found.items()}, lines, self.path,
+                        report=report, strict=strict, header_names=None, firsts=[])
+
+
+#: the chunked read in progress (:func:`chunked_reads`), if any
+_ACTIVE: Optional["ChunkedReads"] = None
+
+
+class ChunkedReads:
+    """State of :func:`chunked_reads`: one open stream per main file, side tables kept."""
+
+    def __init__(self, chunk_rows: int):
+        self.chunk_rows = int(chunk_rows)
+        #: CSV parser block: about 64 bytes a row, at most the usual 16 MiB
+        self.block_bytes = int(min(_BLOCK, max(4096, self.chunk_rows * 64)))
+        self.streams: Dict[tuple, object] = {}
+        self.side: Dict[tuple, pd.DataFrame] = {}
+
+    @property
+    def done(self) -> bool:
+        """Every main file has been read to its end (or its row cap). Call after a load: a
+        loader that marks no read as ``main`` (CIKM16, whose dwell times need whole
+        sessions) has read everything at once."""
+        return all(s.exhausted for s in self.streams.values())
+
+    def read(self, key, main: bool, report: LoadReport, strict: bool, open_stream):
+        """A side table (read once), or the next chunk of a main file's stream. A main
+        file's stream is keyed without its row cap, which is fixed when it opens (a loader
+        passing a shrinking cap, as KuaiRand's over several logs, caps each log)."""
+        if main:
+            key = key[:-1]
+        if not main:
+            if key not in self.side:  # a side table: read (and counted) once
+                self.side[key] = open_stream().next(None, report, strict)
+            return self.side[key].copy()
+        if key not in self.streams:
+            self.streams[key] = open_stream()
+        return self.streams[key].next(self.chunk_rows, report, strict)
+
+
+@contextlib.contextmanager
+def chunked_reads(chunk_rows: int):
+    """While active, every loader returns its dataset one chunk of about ``chunk_rows``
+    main-table rows per call (whole parser blocks of about 64 bytes a row), so a table larger than memory is
+    converted piece by piece by the loaders' own code: the bad-row rules, line numbers
+    and ``strict`` are those of a whole-file read. Call the loader until ``done``.
+    The data cache is bypassed (:func:`ptpm_tf.data.cache.cached_load`)."""
+    global _ACTIVE
+    if _ACTIVE is not None:
+        raise RuntimeError("chunked_reads is not re-entrant")
+    _ACTIVE = ChunkedReads(chunk_rows)
     try:
-        pf = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as e:
-        raise DataError(f"not a readable Parquet file: {e}", file=path) from None
-    found = resolve_columns(pf.schema_arrow.names, columns, path, row=None)
-    names = list(dict.fromkeys(found.values()))
-    batches, n = _take_rows(pf.iter_batches(columns=names, batch_size=1 << 20), rows)
-    if n == 0:
-        raise DataError("no data rows", file=path, row=1)
-    table = pa.Table.from_batches(batches)
-    report.rows_read += n
-    lines = np.arange(1, n + 1, dtype=np.int64)
-    return _convert({c: table.column(h) for c, h in found.items()}, lines, path,
-                    report=report, strict=strict, header_names=None, firsts=[])
+        yield _ACTIVE
+    finally:
+        _ACTIVE = None
+
+
+def chunking() -> bool:
+    """Whether a :func:`chunked_reads` is in progress."""
+    return _ACTIVE is not None
 
 
 # ---------------------------------------------------------------------------- conversion

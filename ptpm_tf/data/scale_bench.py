@@ -9,6 +9,12 @@ measured too) and measures, each in a fresh process so that peak RSS is per phas
 
     python -m ptpm_tf.data.scale_bench --rows 12500000 --dir /tmp/kuairec-scale
 
+With ``--prepared`` it runs issue 12's comparison instead (``run_prepared_bench``): the
+in-memory PTPM epoch on a 300k-row folder, ``data prepare``, one PTPM epoch streamed from
+the prepared directory, and batch scoring of every prepared row:
+
+    python -m ptpm_tf.data.scale_bench --prepared --rows 12500000 --dir /tmp/kuairec-scale
+
 Cold = parse the CSVs and write the cache; warm = read the cache. Peak RSS is
 ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of the process doing that phase; CPU seconds
 (user + system) and the 1-minute load average are reported too, because wall time on a
@@ -184,6 +190,105 @@ def _first_batch_and_epoch(ds, start: float, train_epoch: bool) -> dict:
     return out
 
 
+def _prepare_phase(data_dir: str, shard_rows: int) -> dict:
+    """``data prepare`` of the folder into ``DIR/prepared``: seconds, rows/s, peak RSS."""
+    from ptpm_tf.data.prepared import prepare
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    load_before = os.getloadavg()[0]
+    meta = prepare("kuairec", Path(data_dir) / "prepared", data_dir=data_dir,
+                   shard_rows=shard_rows)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    return {"rows": meta["rows"], "seconds": meta["prepare_seconds"],
+            "rows_per_second": meta["prepare_rows_per_second"],
+            "cpu_seconds": round((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), 1),
+            "bytes_per_row": meta["disk"]["bytes_per_row"],
+            "disk_mb": round(meta["disk"]["bytes"] / 2 ** 20, 1),
+            "shards": {k: len(v) for k, v in meta["shards"].items()},
+            "peak_rss_mb": round(_rss_mb(), 1), "load_avg_1min": round(load_before, 2)}
+
+
+def _stream_phase(data_dir: str) -> dict:
+    """One PTPM epoch streamed from ``DIR/prepared`` as ``train --prepared`` runs it: time
+    from the start of training to the first batch, epoch samples/s, peak RSS. Writes the
+    trained model as a run directory ``DIR/run`` for the scoring phase."""
+    import tensorflow as tf
+    from ptpm_tf.data.prepared import open_prepared
+    from ptpm_tf.training import (Run, TrainConfig, build_model, save_run,
+                                  streaming_train_data)
+    load_before = os.getloadavg()[0]
+    start = time.perf_counter()
+    prepared = open_prepared(Path(data_dir) / "prepared")
+    config = TrainConfig(model="ptpm", dataset=prepared.name, prepared=str(prepared.path),
+                         epochs=1)
+    model = build_model(config, prepared.encoder())
+    labels = prepared.train_labels()
+    model.head.adapt(labels)
+    probe = labels.iloc[:2]
+    del labels
+    data, _ = streaming_train_data(prepared, model, config, tf.distribute.get_strategy(), probe)
+    next(iter(data))
+    first = time.perf_counter() - start
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    t = time.perf_counter()
+    model.fit(data, epochs=1, verbose=0)
+    secs = time.perf_counter() - t
+    n = prepared.rows("train")
+    save_run(Run(config, model, prepared, None, {}, {}, secs), Path(data_dir) / "run")
+    return {"train_rows": n, "first_batch_seconds": round(first, 2),
+            "epoch_seconds": round(secs, 1),
+            "epoch_samples_per_second": round(n / secs, 1),
+            "peak_rss_mb": round(_rss_mb(), 1), "load_avg_1min": round(load_before, 2)}
+
+
+def _score_phase(data_dir: str) -> dict:
+    """Batch scoring of every row of ``DIR/prepared`` with ``DIR/run``, lean outputs."""
+    from ptpm_tf.scoring import score
+    load_before = os.getloadavg()[0]
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    stats = score(Path(data_dir) / "prepared", Path(data_dir) / "scores.parquet",
+                  run=str(Path(data_dir) / "run"), outputs="lean", progress=False)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    return {**stats,
+            "cpu_seconds": round((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), 1),
+            "peak_rss_mb": round(_rss_mb(), 1), "load_avg_1min": round(load_before, 2)}
+
+
+def run_prepared_bench(data_dir, rows: int = DEFAULT_ROWS, seed: int = 0, keep: bool = False,
+                       baseline_rows: int = 300_000, shard_rows: int = 1_000_000,
+                       log=None) -> dict:
+    """Issue 12's scale run: write the folder (unless ``keep``), then, each in a fresh
+    process: the in-memory PTPM epoch on a ``baseline_rows`` folder (the reference
+    throughput), ``data prepare``, one PTPM epoch streamed from the prepared directory,
+    and batch scoring of every prepared row."""
+    data_dir = Path(data_dir)
+    base_dir = data_dir / f"baseline-{baseline_rows}"
+    for folder, n in ((data_dir, rows), (base_dir, baseline_rows)):
+        if not (keep and (folder / "big_matrix.csv").exists()):
+            make_kuairec_scale(folder, rows=n, seed=seed)
+            if log:
+                log(f"wrote {folder / 'big_matrix.csv'} ({n} rows)")
+    shutil.rmtree(base_dir / "cache", ignore_errors=True)
+    result = {"rows": rows, "csv_mb": round((data_dir / "big_matrix.csv").stat().st_size
+                                            / 2 ** 20, 1), "cpus": os.cpu_count()}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
+    phases = (("in_memory_baseline", base_dir, ["--phase", "cold", "--train-epoch"]),
+              ("prepare", data_dir, ["--phase", "prepare", "--shard-rows", str(shard_rows)]),
+              ("stream_epoch", data_dir, ["--phase", "stream"]),
+              ("score", data_dir, ["--phase", "score"]))
+    for name, folder, args in phases:
+        out = subprocess.run([sys.executable, "-m", "ptpm_tf.data.scale_bench", "--dir",
+                              str(folder), *args], check=True, capture_output=True, text=True,
+                             env=env)
+        result[name] = json.loads(out.stdout.strip().splitlines()[-1])
+        if log:
+            log(f"{name}: {result[name]}")
+    base = result["in_memory_baseline"]["epoch_samples_per_second"]
+    result["stream_vs_in_memory_throughput"] = round(
+        result["stream_epoch"]["epoch_samples_per_second"] / base, 3)
+    return result
+
+
 def run_bench(data_dir, rows: int = DEFAULT_ROWS, seed: int = 0, keep: bool = False,
               log=None, train_epoch: bool = False) -> dict:
     """Write the folder (unless ``keep`` and it exists), empty its cache, then run the cold
@@ -224,10 +329,32 @@ def main(argv: Optional[list] = None) -> int:
     ap.add_argument("--keep", action="store_true", help="reuse an existing big_matrix.csv")
     ap.add_argument("--train-epoch", action="store_true",
                     help="after the warm load, train PTPM for one epoch and report samples/s")
-    ap.add_argument("--phase", choices=["cold", "warm"], help=argparse.SUPPRESS)
+    ap.add_argument("--prepared", action="store_true",
+                    help="issue 12's run instead: the in-memory epoch on --baseline-rows "
+                         "rows, then data prepare, one PTPM epoch streamed from the "
+                         "prepared directory and batch scoring, each in a fresh process")
+    ap.add_argument("--baseline-rows", type=int, default=300_000,
+                    help="rows of the in-memory reference epoch (with --prepared)")
+    ap.add_argument("--shard-rows", type=int, default=1_000_000,
+                    help="rows per prepared shard (with --prepared)")
+    ap.add_argument("--phase", choices=["cold", "warm", "prepare", "stream", "score"],
+                    help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.phase:
+    if args.phase in ("cold", "warm"):
         print(json.dumps(_phase(args.dir, str(Path(args.dir) / "cache"), args.train_epoch)))
+        return 0
+    if args.phase:
+        phase = {"prepare": lambda: _prepare_phase(args.dir, args.shard_rows),
+                 "stream": lambda: _stream_phase(args.dir),
+                 "score": lambda: _score_phase(args.dir)}[args.phase]
+        print(json.dumps(phase()))
+        return 0
+    if args.prepared:
+        result = run_prepared_bench(args.dir, rows=args.rows, seed=args.seed, keep=args.keep,
+                                    baseline_rows=args.baseline_rows,
+                                    shard_rows=args.shard_rows,
+                                    log=lambda m: print(m, flush=True))
+        print(json.dumps(result, indent=2))
         return 0
     result = run_bench(args.dir, rows=args.rows, seed=args.seed, keep=args.keep,
                        log=lambda m: print(m, flush=True), train_epoch=args.train_epoch)

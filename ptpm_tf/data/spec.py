@@ -277,10 +277,10 @@ def build(spec: DatasetSpec, data_file: Path, *, rows: Optional[int] = None,
     cols += [Column(c, "cat", missing="keep") for c in spec.categorical]
     cols += [Column(c, missing="keep") for c in spec.numeric]
     if spec.file_format(data_file) == "parquet":
-        f = read_parquet(data_file, cols, rows=rows, strict=strict, report=report)
+        f = read_parquet(data_file, cols, rows=rows, strict=strict, report=report, main=True)
     else:
         f = read_csv(data_file, cols, sep=spec.sep, rows=rows, strict=strict, report=report,
-                     encoding=spec.encoding)
+                     encoding=spec.encoding, main=True)
     lab = spec.label.column
     f = drop_rows(f, f[lab].to_numpy() < 0, "negative watch time", file=data_file, column=lab,
                   report=report, strict=strict,

@@ -57,7 +57,7 @@ def build(actions: Path, feeds: Path, *, rows: Optional[int] = None,
                            Column("play", role="watch time"),
                            Column("date_", "int", role="timestamp"),
                            Column("device", "cat", missing="keep")],
-                 rows=rows, strict=strict, report=report)
+                 rows=rows, strict=strict, report=report, main=True)
     f = drop_rows(f, f["play"].to_numpy() < 0, "negative watch time (play)", file=actions,
                   column="play", report=report, strict=strict,
                   describe=lambda r: f"negative watch time {r['play']:g} ms")

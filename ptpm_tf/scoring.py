@@ -1,0 +1,242 @@
+"""Offline batch scoring: every output of a model's serving signature for every row of a
+file or prepared directory, streamed into a Parquet file, with no server
+(``ptpm-tf predict --run RUN | --export DIR --input FILE|DIR --output OUT.parquet``).
+
+The daily job of a team that scores yesterday's log: the input is read in batches (Parquet
+row groups, CSV blocks or a prepared directory's shards through ``tf.data``), each batch
+goes through the model in one call, and its outputs are appended to the output file, so
+memory stays that of a few batches whatever the input's size.
+
+The output has one row per input row, in input order, keyed by ``row`` (the 0-based
+position among the input's data rows; a prepared directory's own row key), plus
+``user_id``, ``item_id`` and ``timestamp`` when the input has them, then the outputs:
+1-D ones as columns, [n, k] ones (quantiles, per-node tree outputs) as fixed-size list
+columns. It is written beside ``OUT`` and renamed into place when complete.
+
+Inputs are the model's raw features by their names (as the serving signature takes them):
+ids as integers or text, numbers as floats (empty / NaN allowed: the model treats them as
+missing). A missing column or a value that does not convert is a :class:`DataError`
+naming the file, the column and the first bad row.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, Iterator, Optional, Tuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pv
+import pyarrow.parquet as pq
+import tensorflow as tf
+
+from ptpm_tf.data.dataset import ITEM, TIMESTAMP, USER, DataError
+from ptpm_tf.data.prepared import PARTS, ROW, is_prepared, open_prepared
+
+#: input columns copied to the output beside ``row`` when present
+KEYS = (USER, ITEM, TIMESTAMP)
+
+
+def model_function(run: Optional[str] = None, export: Optional[str] = None,
+                   outputs: str = "all") -> Tuple[Callable, Dict[str, tf.TensorSpec]]:
+    """(function of a dict of input tensors -> dict of outputs, its input signature).
+
+    ``run``: a run directory (the model is rebuilt; ``outputs='lean'`` leaves out a tree
+    model's distributional outputs, as ``ptpm-tf export --outputs lean`` does). ``export``:
+    a SavedModel directory (its ``serving_default`` signature, as TF Serving runs it; a
+    model repository ``DIR/NAME`` holding numbered versions means its newest version)."""
+    if (run is None) == (export is None):
+        raise ValueError("give one of --run and --export")
+    if run is not None:
+        from ptpm_tf.training import load_model
+
+        config, model = load_model(Path(run))
+        if outputs == "lean":
+            if not hasattr(model.head, "distribution_outputs"):
+                raise ValueError(f"{config.model} has no distributional outputs to leave out "
+                                 "(only the tree models do)")
+            model.head.distribution_outputs = False
+        signature = model.encoder.input_signature()
+        fn = tf.function(lambda features: model(features), input_signature=[signature])
+        return fn, signature
+    path = Path(export)
+    if not (path / "saved_model.pb").is_file():
+        versions = sorted((p for p in path.iterdir() if p.name.isdigit()),
+                          key=lambda p: int(p.name)) if path.is_dir() else []
+        if not versions:
+            raise FileNotFoundError(f"{path} is not a SavedModel (no saved_model.pb) nor a "
+                                    "model repository with numbered versions")
+        path = versions[-1]
+    loaded = tf.saved_model.load(str(path))
+    sig = loaded.signatures["serving_default"]
+    signature = dict(sig.structured_input_signature[1])
+    return (lambda features: sig(**features)), signature
+
+
+def _convert(column: pa.ChunkedArray, spec: tf.TensorSpec, file, name: str, first_row: int):
+    """An Arrow column as the NumPy array the signature takes (raise naming the row)."""
+    try:
+        if spec.dtype == tf.string:
+            return pc.fill_null(pc.cast(column, pa.string()), "").to_numpy(zero_copy_only=False)
+        if spec.dtype.is_integer:
+            if column.null_count:
+                bad = int(np.argmax(column.is_null().to_numpy(zero_copy_only=False)))
+                raise DataError("missing id", file=str(file), row=first_row + bad + 1,
+                                column=name)
+            return pc.cast(column, pa.int64()).to_numpy()
+        return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float32)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+        # find the first value that does not convert, to name its row
+        values = column.to_pylist()
+        for i, v in enumerate(values):
+            try:
+                pc.cast(pa.array([v]), pa.int64() if spec.dtype.is_integer else pa.float64())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise DataError(f"cannot read {v!r} as {spec.dtype.name}: {err}",
+                                file=str(file), row=first_row + i + 1, column=name) from None
+        raise DataError(f"cannot convert: {err}", file=str(file), column=name) from None
+
+
+def _key(column) -> np.ndarray:
+    """A key column as read: numbers as float64 where they all are, else text."""
+    try:
+        return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return column.to_numpy(zero_copy_only=False)
+
+
+def _file_batches(path: Path, signature, batch_size: int) -> Tuple[Optional[int], Iterator]:
+    """(rows if known, iterator of (inputs, keys)) for a CSV or Parquet file; keys hold
+    ``row`` and the :data:`KEYS` present. CSV rows are numbered from 1 after the header
+    in messages; Parquet rows from 1."""
+    if not path.is_file():
+        raise DataError("input file not found", file=str(path))
+    parquet = path.suffix.lower() in (".parquet", ".pq")
+    if parquet:
+        try:
+            pf = pq.ParquetFile(path)
+        except (pa.ArrowInvalid, OSError) as err:
+            raise DataError(f"not a readable Parquet file: {err}", file=str(path)) from None
+        names, total = pf.schema_arrow.names, pf.metadata.num_rows
+    else:
+        from ptpm_tf.data.reader import csv_header
+
+        names, total = csv_header(path), None
+    missing = [c for c in signature if c not in names]
+    if missing:
+        raise DataError(f"missing input column(s) {missing}; the model takes "
+                        f"{', '.join(signature)}", file=str(path), column=missing[0])
+    wanted = list(signature) + [k for k in KEYS if k in names and k not in signature]
+
+    def batches():
+        if parquet:
+            stream = pf.iter_batches(batch_size=batch_size, columns=wanted)
+        else:
+            types = {c: pa.string() for c in wanted}
+            stream = pv.open_csv(path, read_options=pv.ReadOptions(block_size=16 << 20),
+                                 convert_options=pv.ConvertOptions(
+                                     include_columns=wanted, column_types=types,
+                                     strings_can_be_null=True))
+        start = 0
+        try:
+            for batch in stream:
+                for off in range(0, batch.num_rows, batch_size):
+                    part = batch.slice(off, batch_size)
+                    n = part.num_rows
+                    inputs = {c: _convert(part.column(c), s, path, c, start)
+                              for c, s in signature.items()}
+                    keys = {ROW: np.arange(start, start + n, dtype=np.int64)}
+                    for k in KEYS:
+                        if k in inputs:
+                            keys[k] = inputs[k]
+                        elif k in wanted:
+                            keys[k] = _key(part.column(k))
+                    start += n
+                    yield inputs, keys
+        except pa.ArrowInvalid as err:
+            raise DataError(f"cannot parse: {err}", file=str(path)) from None
+    return total, batches()
+
+
+def _prepared_batches(path: Path, signature, batch_size: int) -> Tuple[int, Iterator]:
+    """(rows, iterator of (inputs, keys)) over every split of a prepared directory, in
+    time order (train, validation, test)."""
+    prepared = open_prepared(path)
+    have = prepared.meta["dtypes"]
+    missing = [c for c in signature if c not in have]
+    if missing:
+        raise DataError(f"the prepared data lacks input column(s) {missing}", file=str(path),
+                        column=missing[0])
+    keys = [ROW, *(k for k in KEYS if k in have)]
+    columns = list(dict.fromkeys([*signature, *keys]))
+
+    def batches():
+        for part in PARTS:
+            for batch in prepared.batches(part, batch_size, columns=columns).prefetch(2):
+                yield ({c: batch[c] for c in signature},
+                       {k: batch[k].numpy() for k in keys})
+    return len(prepared), batches()
+
+
+def _table(keys: Dict[str, np.ndarray], outputs: Dict[str, np.ndarray]) -> pa.Table:
+    cols = {}
+    for k, v in keys.items():
+        col = pa.array(v)
+        cols[k] = col.cast(pa.string()) if pa.types.is_binary(col.type) else col  # TF's bytes
+    for k in sorted(outputs, key=lambda k: (k != "watch_time", k)):
+        v = outputs[k]
+        if v.ndim == 1:
+            cols[k] = pa.array(v)
+        else:
+            flat = pa.array(v.reshape(-1))
+            cols[k] = pa.FixedSizeListArray.from_arrays(flat, int(np.prod(v.shape[1:])))
+    return pa.table(cols)
+
+
+def score(input_path, output_path, *, run: Optional[str] = None,
+          export: Optional[str] = None, outputs: str = "all", batch_size: int = 8192,
+          progress: Optional[bool] = None) -> dict:
+    """Score every row of ``input_path`` (CSV, Parquet or a prepared directory) into the
+    Parquet file ``output_path``; returns ``{"rows", "seconds", "rows_per_second"}``.
+    ``progress``: show a progress bar (default: when stderr is a terminal)."""
+    from tqdm import tqdm
+
+    output_path = Path(output_path)
+    if output_path.suffix.lower() not in (".parquet", ".pq"):
+        raise ValueError(f"--output must be a .parquet file, got {output_path}")
+    fn, signature = model_function(run, export, outputs)
+    input_path = Path(input_path)
+    total, batches = (_prepared_batches if is_prepared(input_path) else _file_batches)(
+        input_path, signature, batch_size)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output_path.with_name(f".{output_path.name}.tmp{os.getpid()}")
+    writer = None
+    rows = 0
+    bar = tqdm(total=total, unit="rows", unit_scale=True, file=sys.stderr,
+               disable=(not sys.stderr.isatty()) if progress is None else not progress)
+    start = time.perf_counter()
+    try:
+        for inputs, keys in batches:
+            out = {k: v.numpy() for k, v in fn(inputs).items()}
+            table = _table(keys, out)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table)
+            rows += table.num_rows
+            bar.update(table.num_rows)
+        if writer is None:
+            raise DataError("no data rows", file=str(input_path))
+        writer.close()
+        writer = None
+        os.replace(tmp, output_path)
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)
+    seconds = time.perf_counter() - start
+    return {"rows": rows, "seconds": round(seconds, 3),
+            "rows_per_second": round(rows / seconds, 1) if seconds > 0 else None}

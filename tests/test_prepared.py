@@ -1,0 +1,258 @@
+"""Prepared datasets (``ptpm-tf data prepare``), streamed training and evaluation, and
+offline batch scoring (``ptpm-tf predict --run``).
+
+- A CSV with bad rows, converted in chunks of a few hundred rows, gives the same drop counts,
+  the same split, the same encoder statistics and exact label quantiles as the in-memory
+  load; ``--strict`` fails on the same line.
+- A shuffled epoch of the stream yields every training row exactly once.
+- A model trained from the stream is evaluated exactly: streamed MAE / XAUC / user XAUC
+  equal the in-memory evaluation of the same rows.
+- Batch scoring of CSV, Parquet and a prepared directory writes one row per input row with
+  every serving output, equal to the model's own outputs; bad input exits 2 with the
+  file, row and column.
+- Two workers on 127.0.0.1 read disjoint shards whose union is the training split, then
+  train one epoch together.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import ptpm_tf  # noqa: F401
+from ptpm_tf.cli import main
+from ptpm_tf.data.dataset import LABEL, DataError
+from ptpm_tf.data.prepared import ROW, open_prepared, prepare
+from ptpm_tf.data.registry import load_dataset
+from ptpm_tf.data.simulator import simulate, write_simulation
+from ptpm_tf.data.splits import split_dataset
+from ptpm_tf.features import FeatureEncoder
+
+HERE = Path(__file__).resolve().parent
+ROWS = 3000
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """A simulator CSV with malformed, non-numeric and negative rows in it."""
+    folder = tmp_path_factory.mktemp("src")
+    csv_path, spec_path = write_simulation(simulate(rows=ROWS, seed=3), folder)
+    lines = csv_path.read_text().splitlines()
+    header = lines[0].split(",")
+    wt = header.index("watch_time")
+    bad = lines[1].split(",")
+    bad[wt] = "oops"
+    neg = lines[2].split(",")
+    neg[wt] = "-4"
+    lines[700:700] = [",".join(bad), "1,2,3", ",".join(neg)]
+    lines[2100:2100] = [",".join(bad)]
+    csv_path.write_text("\n".join(lines) + "\n")
+    return spec_path
+
+
+@pytest.fixture(scope="module")
+def prepared_dir(source, tmp_path_factory):
+    out = tmp_path_factory.mktemp("prep") / "p"
+    prepare("csv", out, spec=str(source), shard_rows=500, chunk_rows=300)
+    return out
+
+
+def test_chunked_prepare_equals_the_in_memory_load(source, prepared_dir, monkeypatch):
+    monkeypatch.setenv("PTPM_TF_NO_CACHE", "1")
+    ds = load_dataset("csv", spec=str(source))
+    split = split_dataset(ds)
+    p = open_prepared(prepared_dir)
+    meta = p.meta
+    assert meta["report"]["rows_read"] == ds.report.rows_read == ROWS + 4
+    assert meta["report"]["dropped"] == ds.report.dropped
+    assert sum(ds.report.dropped.values()) == 4
+    assert meta["split"]["rows"] == {"train": len(split.train),
+                                     "validation": len(split.validation),
+                                     "test": len(split.test)}
+    assert len(meta["shards"]["train"]) == -(-len(split.train) // 500)
+    # the same rows in each part, in time order
+    for part, frame in (("validation", split.validation), ("test", split.test)):
+        got = p.frame(part)
+        np.testing.assert_array_equal(got[LABEL].to_numpy(), frame[LABEL].to_numpy())
+        np.testing.assert_array_equal(got["timestamp"].to_numpy(), frame["timestamp"].to_numpy())
+    # encoder statistics and label quantiles as the in-memory path computes them
+    ref = FeatureEncoder.from_frame(split.train, ds.categorical, ds.numeric)
+    enc = p.encoder()
+    for name in ds.numeric:
+        assert enc.numeric[name]["mean"] == pytest.approx(ref.numeric[name]["mean"], rel=1e-9)
+        assert enc.numeric[name]["std"] == pytest.approx(ref.numeric[name]["std"], rel=1e-9)
+    for name in ds.categorical:
+        assert set(enc.categorical[name]["vocab"]) == set(ref.categorical[name]["vocab"])
+    q = meta["label_quantiles"][LABEL]
+    assert q["exact"] and q["rows"] == len(split.train)
+    y = split.train[LABEL].to_numpy()
+    np.testing.assert_allclose(q["values"], np.quantile(y, np.linspace(0, 1, q["levels"])))
+    r = meta["label_quantiles"]["ratio"]["values"]
+    d = split.train["duration"].to_numpy()
+    np.testing.assert_allclose(r, np.quantile((y / d)[d > 0], np.linspace(0, 1, 1001)))
+    np.testing.assert_array_equal(p.train_labels()[LABEL].to_numpy(), y)
+    assert meta["disk"]["bytes_per_row"] > 0
+
+
+def test_strict_prepare_fails_on_the_same_line(source, tmp_path, monkeypatch):
+    monkeypatch.setenv("PTPM_TF_NO_CACHE", "1")
+    with pytest.raises(DataError) as memory:
+        load_dataset("csv", spec=str(source), strict=True)
+    with pytest.raises(DataError) as chunked:
+        prepare("csv", tmp_path / "p", spec=str(source), strict=True, chunk_rows=300)
+    assert str(chunked.value) == str(memory.value)
+    assert "row 701" in str(chunked.value)
+    assert not (tmp_path / "p").exists()
+
+
+def test_a_shuffled_epoch_yields_every_training_row_once(prepared_dir):
+    p = open_prepared(prepared_dir)
+    ds = p.batches("train", 128, shuffle=True, seed=1, shuffle_buffer=300, columns=[ROW])
+    rows = np.concatenate([b[ROW].numpy() for b in ds])
+    np.testing.assert_array_equal(np.sort(rows), np.arange(p.rows("train")))
+    assert not np.array_equal(rows, np.arange(p.rows("train")))  # shuffled
+
+
+@pytest.fixture(scope="module")
+def streamed_run(prepared_dir, tmp_path_factory):
+    from ptpm_tf.training import TrainConfig, train
+    out = tmp_path_factory.mktemp("run") / "r"
+    run = train(TrainConfig(model="ptpm", prepared=str(prepared_dir), depth=3, epochs=1,
+                            batch_size=256), out, verbose=0)
+    return out, run
+
+
+def test_streamed_evaluation_is_exact(prepared_dir, streamed_run):
+    from ptpm_tf.data.dataset import Dataset
+    from ptpm_tf.evaluate import evaluate_frame
+    out, run = streamed_run
+    p = open_prepared(prepared_dir)
+    assert run.split is None and run.metrics["n_test"] == p.rows("test")
+    assert run.metrics["train_rows"] == p.rows("train")
+    frame = p.frame("test")
+    ds = Dataset("csv", frame, p.categorical, p.numeric)
+    ref = evaluate_frame(run.model, frame, ds, model_name="ptpm")
+    for key in ("mae", "xauc", "user_xauc", "mae_median", "xauc_global_tree", "oracle_xauc"):
+        assert run.metrics[key] == pytest.approx(ref[key], rel=1e-12), key
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["train"]["prepared"] == str(prepared_dir)
+    assert not (out / "split.npz").exists()
+
+
+def test_batch_scoring_writes_every_output_for_every_row(prepared_dir, streamed_run,
+                                                         tmp_path, capsys):
+    out, run = streamed_run
+    p = open_prepared(prepared_dir)
+    frame = p.frame("test")
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    frame.drop(columns=[LABEL]).to_parquet(tmp_path / "in.parquet")
+    expected = {k: v.numpy() for k, v in
+                run.model(run.model.encoder.raw_arrays(frame)).items()}
+    for name in ("in.csv", "in.parquet"):
+        code = main(["predict", "--run", str(out), "--input", str(tmp_path / name),
+                     "--output", str(tmp_path / f"{name}.out.parquet"), "--batch-size", "300"])
+        assert code == 0
+        got = pd.read_parquet(tmp_path / f"{name}.out.parquet")
+        assert len(got) == len(frame)
+        np.testing.assert_array_equal(got[ROW].to_numpy(), np.arange(len(frame)))
+        np.testing.assert_array_equal(got["user_id"].to_numpy(), frame["user_id"].to_numpy())
+        assert set(expected) <= set(got.columns)
+        # float32 kernels over batches of another size: equal to rounding
+        np.testing.assert_allclose(got["watch_time"].to_numpy(), expected["watch_time"],
+                                   rtol=1e-5)
+        np.testing.assert_allclose(np.stack(got["quantiles"].to_numpy()),
+                                   expected["quantiles"], rtol=1e-4)
+    assert "rows/s" in capsys.readouterr().out
+    # a prepared directory: every row of every split, keyed by its row
+    assert main(["predict", "--run", str(out), "--input", str(prepared_dir), "--outputs",
+                 "lean", "--output", str(tmp_path / "all.parquet")]) == 0
+    got = pd.read_parquet(tmp_path / "all.parquet")
+    np.testing.assert_array_equal(got[ROW].to_numpy(), np.arange(len(p)))
+    assert "quantiles" not in got.columns and "watch_time" in got.columns
+
+
+def test_batch_scoring_bad_input_exits_2_naming_the_place(streamed_run, prepared_dir,
+                                                          tmp_path, capsys):
+    out, _ = streamed_run
+    frame = open_prepared(prepared_dir).frame("test").head(50)
+    bad = frame.astype({"duration": object})
+    bad.loc[7, "duration"] = "long"
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    assert main(["predict", "--run", str(out), "--input", str(tmp_path / "bad.csv"),
+                 "--output", str(tmp_path / "o.parquet")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "row 8" in err and "duration" in err
+    frame.drop(columns=["item_id"]).to_csv(tmp_path / "lack.csv", index=False)
+    assert main(["predict", "--run", str(out), "--input", str(tmp_path / "lack.csv"),
+                 "--output", str(tmp_path / "o.parquet")]) == 2
+    assert "item_id" in capsys.readouterr().err
+    assert not (tmp_path / "o.parquet").exists()
+
+
+def test_two_workers_read_disjoint_shards_and_train(prepared_dir, tmp_path):
+    from test_distributed import TIMEOUT, _env, _free_ports, _kill, _start, _tail
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    procs, logs = [], []
+    try:
+        for i in range(2):
+            env = {"TF_CONFIG": json.dumps({"cluster": cluster,
+                                            "task": {"type": "worker", "index": i}})}
+            logs.append(tmp_path / f"w{i}.log")
+            with open(logs[-1], "w") as f:
+                procs.append(_start([HERE / "prepared_worker.py", prepared_dir,
+                                     tmp_path / f"w{i}.npz", tmp_path / "run"], _env(**env), f))
+        codes = [proc.wait(timeout=TIMEOUT) for proc in procs]
+    finally:
+        for proc in procs:
+            _kill(proc)
+    assert codes == [0, 0], "\n".join(_tail(log) for log in logs)
+    p = open_prepared(prepared_dir)
+    seen = [np.load(tmp_path / f"w{i}.npz")["rows"] for i in range(2)]
+    assert len(np.intersect1d(seen[0], seen[1])) == 0
+    np.testing.assert_array_equal(np.sort(np.concatenate(seen)), np.arange(p.rows("train")))
+    # worker i reads whole shards i, i + 2, ...
+    starts = [s["first_row"] for s in p.meta["shards"]["train"]]
+    for i in range(2):
+        shard_of = np.searchsorted(starts, seen[i], side="right") - 1
+        assert set(shard_of % 2) == {i}
+    it = [int(np.load(tmp_path / f"w{i}.npz")["iterations"]) for i in range(2)]
+    assert it[0] == it[1] > 0
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["replicas"] == 2
+
+
+def test_gzip_shards_hold_the_same_rows(source, prepared_dir, tmp_path):
+    out = tmp_path / "z"
+    meta = prepare("csv", out, spec=str(source), shard_rows=500, chunk_rows=300,
+                   compression="GZIP")
+    plain = open_prepared(prepared_dir)
+    assert meta["disk"]["bytes_per_row"] < plain.meta["disk"]["bytes_per_row"] / 2
+    pd.testing.assert_frame_equal(open_prepared(out).frame("test"), plain.frame("test"))
+
+
+@pytest.mark.parametrize("name, folder", [("kuairec", "kuairec-sample"),
+                                          ("kuairand", "kuairand-sample"),
+                                          ("cikm16", "cikm16-diginetica-sample")])
+def test_real_samples_prepare_like_the_in_memory_load(name, folder, tmp_path, monkeypatch):
+    """Every loader, chunked by prepare (CIKM16 whole: sessions span the file), gives the
+    in-memory counts, split and test rows."""
+    monkeypatch.setenv("PTPM_TF_NO_CACHE", "1")
+    data_dir = str(HERE / "data" / folder)
+    ds = load_dataset(name, data_dir=data_dir)
+    split = split_dataset(ds)
+    meta = prepare(name, tmp_path / "p", data_dir=data_dir, shard_rows=400, chunk_rows=100)
+    assert meta["report"]["rows_read"] == ds.report.rows_read
+    assert meta["report"]["dropped"] == ds.report.dropped
+    assert meta["report"]["notes"] == ds.report.notes
+    assert (meta["categorical"], meta["numeric"]) == (ds.categorical, ds.numeric)
+    assert meta["split"]["rows"]["test"] == len(split.test)
+    got = open_prepared(tmp_path / "p").frame("test")
+    # a time split is in time order; a random one (no timestamp) in file order
+    test = split.test if meta["split"]["method"] == "time" else split.test.sort_index()
+    np.testing.assert_array_equal(got[LABEL].to_numpy(), test[LABEL].to_numpy())
+    for c in ds.categorical:
+        assert got[c].astype(str).tolist() == test[c].astype(str).tolist(), c
