@@ -283,12 +283,12 @@ def _rpc_error(err) -> int:
 
 
 def cmd_export(args) -> int:
-    from ptpm_tf.export import REGRESS_SIGNATURE, SERVING_SIGNATURE, export_run
-    path = export_run(Path(args.run), args.export_dir, args.name, version=args.version,
-                      distribution_outputs=args.outputs == "all")
+    from ptpm_tf.export import INFO_FILE, export_run
+    path = export_run(Path(args.run), args.export_dir, args.name, version=args.version)
     print(f"exported {args.run} to {path}")
-    print(f"  signatures: {SERVING_SIGNATURE} (raw features -> predictions), "
-          f"{REGRESS_SIGNATURE} (tf.Example -> watch_time)")
+    info = json.loads((path / "assets.extra" / INFO_FILE).read_text())
+    for key, sig in info["signatures"].items():
+        print(f"  signature {key}: {', '.join(sig['outputs'])}")
     return 0
 
 
@@ -330,7 +330,8 @@ def cmd_predict(args) -> int:
         print(table.to_string(max_rows=50, float_format=lambda x: f"{x:.3f}"))
     if args.tree:
         if "leaf_prob" not in out:
-            print("(no tree outputs: this model's head is not a tree)")
+            print(f"(no tree outputs in {args.signature}: the tree is in serving_default "
+                  f"of tree models)")
         else:
             n_nodes = out["leaf_prob"].shape[1]
             depth = int(np.log2(n_nodes + 1)) - 1
@@ -358,7 +359,7 @@ def cmd_loadtest(args) -> int:
         results = run_loadtest(args.server, names, batch_sizes, concurrency,
                                requests=args.requests, warmup=args.warmup, rounds=args.rounds,
                                frame=frame, seed=args.seed, timeout=args.timeout,
-                               ready_timeout=args.ready_timeout)
+                               ready_timeout=args.ready_timeout, signature=args.signature)
     except grpc.RpcError as err:
         return _rpc_error(err)
     except TimeoutError as err:
@@ -367,7 +368,8 @@ def cmd_loadtest(args) -> int:
     print()
     print(format_report(results))
     if args.report:
-        settings = {"server": args.server, "models": names, "batch_sizes": batch_sizes,
+        settings = {"server": args.server, "models": names, "signature": args.signature,
+                    "batch_sizes": batch_sizes,
                     "concurrency": concurrency, "requests": args.requests,
                     "warmup": args.warmup, "rounds": args.rounds}
         paths = write_report(results, Path(args.report), settings)
@@ -386,18 +388,15 @@ def _add_serving_parsers(sub) -> None:
     p.add_argument("--export-dir", default="export", help="TF Serving model repository")
     p.add_argument("--name", help="model name (default: the run's model, e.g. ptpm)")
     p.add_argument("--version", type=int, help="version number (default: newest + 1)")
-    p.add_argument("--outputs", choices=("all", "lean"), default="all",
-                   help="tree models: 'lean' leaves out watch_time_mean, "
-                        "watch_time_median, quantiles and p_complete for the lowest "
-                        "latency (what they cost: BENCHMARKS.md); watch_time keeps the "
-                        "run's decoder (default: all; other models have only all)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("predict", help="send the rows of a file to a TF Serving model over gRPC")
     p.add_argument("--server", required=True, help="HOST:PORT of the gRPC endpoint")
     p.add_argument("--name", required=True, action="append", help="model name")
     p.add_argument("--input", required=True, help="CSV/Parquet/JSON of raw feature columns")
-    p.add_argument("--signature", default="serving_default")
+    p.add_argument("--signature", default="serving_default",
+                   help="serving_default (point prediction and tree outputs) or "
+                        "distribution (tree models: quantiles, median, p_complete)")
     p.add_argument("--rows", type=int, help="send only the first N rows")
     p.add_argument("--tree", type=int, nargs="?", const=1, default=0, metavar="K",
                    help="print the personalised tree of the first K candidates (default 1)")
@@ -414,6 +413,8 @@ def _add_serving_parsers(sub) -> None:
     p.add_argument("--name", required=True, action="append",
                    help="model name(s): --name ptpm,tpm or repeated; with two, the report "
                         "gives each cell's latency ratio to the last")
+    p.add_argument("--signature", default="serving_default",
+                   help="the Predict signature to call (e.g. distribution)")
     p.add_argument("--batch-sizes", default="1,64,512", help="candidates per request")
     p.add_argument("--concurrency", default="4", help="concurrent requests (comma list ok)")
     p.add_argument("--requests", type=int, default=500, help="timed requests per cell")
