@@ -137,8 +137,10 @@ def cmd_train(args) -> int:
     from ptpm_tf.evaluate import decoder_rows, format_table
     from ptpm_tf.selection import train_selected
     config = _train_config(args, args.model)
+    from ptpm_tf.training import TENSORBOARD_DIR
     out = Path(args.out or f"runs/{args.model}-{args.dataset}-s{args.seed}")
-    run = train_selected(config, out)  # = train, plus CREAD's validation search of a
+    logdir = Path(args.logdir) if args.logdir else out / TENSORBOARD_DIR
+    run = train_selected(config, out, logdir=logdir)  # = train, plus CREAD's search of a
     if "selection" in run.metrics:
         print(f"chosen on the validation split: {run.metrics['selection']['chosen']}")
     print(format_table(decoder_rows([run.metrics]),
@@ -450,6 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(p)
     _add_baseline_args(p)
     p.add_argument("--out", help="run directory (default runs/MODEL-DATASET-sSEED)")
+    p.add_argument("--logdir", help="TensorBoard logs: losses and their parts, MAE, exact "
+                                    "validation XAUC, tree diagnostics (default "
+                                    "RUN_DIR/tensorboard; view with tensorboard --logdir)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run on its test or validation split")
