@@ -13,8 +13,9 @@
     head's point decoding, nothing else;
   * ``distribution`` (method ``tensorflow/serving/predict``, tree heads only): the same
     inputs, the distributional outputs out (``watch_time_mean``, ``watch_time_median``,
-    ``quantiles`` and, when the features hold ``duration``, ``p_complete``), decoded
-    from the same tower pass (the runtime prunes what the outputs do not need);
+    ``quantiles`` and, when the features hold ``duration``, ``p_complete``). A call of
+    its own: the tower runs again, and the tree outputs it does not return are not
+    computed (the runtime prunes them);
   * ``regress`` (method ``tensorflow/serving/regress``): input ``inputs``, a string
     tensor of serialized ``tf.Example`` protos (one feature per raw input; a missing
     numeric feature is NaN = missing, a missing categorical one is an error), output

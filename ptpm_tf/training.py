@@ -89,11 +89,11 @@ class Run:
     seconds: float
 
 
-#: what a run directory holds; train refuses to replace a directory holding anything else
-RUN_ENTRIES = ("config.json", "history.json", "metrics.json", "split.npz", "split.npz.json",
-               "checkpoint", "backup", "tensorboard")
 #: where ``ptpm-tf train`` writes TensorBoard logs by default, inside the run directory
 TENSORBOARD_DIR = "tensorboard"
+#: what a run directory holds; train refuses to replace a directory holding anything else
+RUN_ENTRIES = ("config.json", "history.json", "metrics.json", "split.npz", "split.npz.json",
+               "checkpoint", "backup", TENSORBOARD_DIR)
 
 
 def check_run_dir(out_dir: Path) -> None:
