@@ -156,8 +156,10 @@ def cmd_train(args) -> int:
     from ptpm_tf.evaluate import decoder_rows, format_table
     from ptpm_tf.selection import train_selected
     config = _train_config(args, args.model)
+    from ptpm_tf.training import TENSORBOARD_DIR
     out = Path(args.out or f"runs/{args.model}-{args.dataset}-s{args.seed}")
-    run = train_selected(config, out)  # = train, plus CREAD's validation search of a
+    logdir = Path(args.logdir) if args.logdir else out / TENSORBOARD_DIR
+    run = train_selected(config, out, logdir=logdir)  # = train, plus CREAD's search of a
     if "selection" in run.metrics:
         print(f"chosen on the validation split: {run.metrics['selection']['chosen']}")
     print(format_table(decoder_rows([run.metrics]),
@@ -313,12 +315,12 @@ def _rpc_error(err) -> int:
 
 
 def cmd_export(args) -> int:
-    from ptpm_tf.export import REGRESS_SIGNATURE, SERVING_SIGNATURE, export_run
-    path = export_run(Path(args.run), args.export_dir, args.name, version=args.version,
-                      distribution_outputs=args.outputs == "all")
+    from ptpm_tf.export import INFO_FILE, export_run
+    path = export_run(Path(args.run), args.export_dir, args.name, version=args.version)
     print(f"exported {args.run} to {path}")
-    print(f"  signatures: {SERVING_SIGNATURE} (raw features -> predictions), "
-          f"{REGRESS_SIGNATURE} (tf.Example -> watch_time)")
+    info = json.loads((path / "assets.extra" / INFO_FILE).read_text())
+    for key, sig in info["signatures"].items():
+        print(f"  signature {key}: {', '.join(sig['outputs'])}")
     return 0
 
 
@@ -347,6 +349,7 @@ def cmd_predict(args) -> int:
                          "offline")
     if not args.name:
         raise ValueError("predict --server needs --name MODEL")
+    args.signature = args.signature or "serving_default"
     import grpc
     import numpy as np
     import pandas as pd
@@ -372,7 +375,8 @@ def cmd_predict(args) -> int:
         print(table.to_string(max_rows=50, float_format=lambda x: f"{x:.3f}"))
     if args.tree:
         if "leaf_prob" not in out:
-            print("(no tree outputs: this model's head is not a tree)")
+            print(f"(no tree outputs in {args.signature}: the tree is in serving_default "
+                  f"of tree models)")
         else:
             n_nodes = out["leaf_prob"].shape[1]
             depth = int(np.log2(n_nodes + 1)) - 1
@@ -395,7 +399,7 @@ def _score_offline(args) -> int:
     if not args.output:
         raise ValueError("predict --run/--export needs --output FILE.parquet")
     stats = score(args.input, args.output, run=args.run, export=args.export,
-                  outputs=args.outputs, batch_size=args.batch_size)
+                  signature=args.signature, batch_size=args.batch_size)
     print(f"scored {stats['rows']} rows in {stats['seconds']:.1f} s "
           f"({stats['rows_per_second']:,.0f} rows/s) -> {args.output}")
     return 0
@@ -436,7 +440,7 @@ def cmd_loadtest(args) -> int:
         results = run_loadtest(args.server, names, batch_sizes, concurrency,
                                requests=args.requests, warmup=args.warmup, rounds=args.rounds,
                                frame=frame, seed=args.seed, timeout=args.timeout,
-                               ready_timeout=args.ready_timeout)
+                               ready_timeout=args.ready_timeout, signature=args.signature)
     except grpc.RpcError as err:
         return _rpc_error(err)
     except TimeoutError as err:
@@ -445,7 +449,8 @@ def cmd_loadtest(args) -> int:
     print()
     print(format_report(results))
     if args.report:
-        settings = {"server": args.server, "models": names, "batch_sizes": batch_sizes,
+        settings = {"server": args.server, "models": names, "signature": args.signature,
+                    "batch_sizes": batch_sizes,
                     "concurrency": concurrency, "requests": args.requests,
                     "warmup": args.warmup, "rounds": args.rounds}
         paths = write_report(results, Path(args.report), settings)
@@ -464,11 +469,6 @@ def _add_serving_parsers(sub) -> None:
     p.add_argument("--export-dir", default="export", help="TF Serving model repository")
     p.add_argument("--name", help="model name (default: the run's model, e.g. ptpm)")
     p.add_argument("--version", type=int, help="version number (default: newest + 1)")
-    p.add_argument("--outputs", choices=("all", "lean"), default="all",
-                   help="tree models: 'lean' leaves out watch_time_mean, "
-                        "watch_time_median, quantiles and p_complete for the lowest "
-                        "latency (what they cost: BENCHMARKS.md); watch_time keeps the "
-                        "run's decoder (default: all; other models have only all)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("predict", help="send the rows of a file to a TF Serving model over "
@@ -481,11 +481,12 @@ def _add_serving_parsers(sub) -> None:
     p.add_argument("--run", help="score offline with this run's model (no server)")
     p.add_argument("--export", help="score offline with this SavedModel (a version "
                                     "directory, or EXPORT_DIR/NAME for its newest version)")
-    p.add_argument("--outputs", choices=("all", "lean"), default="all",
-                   help="with --run: 'lean' leaves out a tree model's distributional outputs "
-                        "(as export --outputs lean)")
     p.add_argument("--batch-size", type=int, default=8192, help="rows per model call (offline)")
-    p.add_argument("--signature", default="serving_default")
+    p.add_argument("--signature",
+                   help="serving_default (point prediction and tree outputs; the default "
+                        "with --server and --export) or distribution (tree models: "
+                        "quantiles, median, p_complete); offline with --run the default is "
+                        "every output of the model")
     p.add_argument("--rows", type=int, help="send only the first N rows")
     p.add_argument("--tree", type=int, nargs="?", const=1, default=0, metavar="K",
                    help="print the personalised tree of the first K candidates (default 1)")
@@ -504,6 +505,8 @@ def _add_serving_parsers(sub) -> None:
     p.add_argument("--name", required=True, action="append",
                    help="model name(s): --name ptpm,tpm or repeated; with two, the report "
                         "gives each cell's latency ratio to the last")
+    p.add_argument("--signature", default="serving_default",
+                   help="the Predict signature to call (e.g. distribution)")
     p.add_argument("--batch-sizes", default="1,64,512", help="candidates per request")
     p.add_argument("--concurrency", default="4", help="concurrent requests (comma list ok)")
     p.add_argument("--requests", type=int, default=500, help="timed requests per cell")
@@ -542,6 +545,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stream from a prepared directory (ptpm-tf data prepare) instead of "
                         "loading the dataset; a --data-dir that is one is used the same way")
     p.add_argument("--out", help="run directory (default runs/MODEL-DATASET-sSEED)")
+    p.add_argument("--logdir", help="TensorBoard logs: losses and their parts, MAE, exact "
+                                    "validation XAUC, tree diagnostics (default "
+                                    "RUN_DIR/tensorboard; view with tensorboard --logdir)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run on its test or validation split")

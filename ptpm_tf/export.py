@@ -2,23 +2,28 @@
 
 ``export_model(model, "export", "ptpm")`` writes ``export/ptpm/<version>/`` with
 
-- ``saved_model.pb`` + ``variables/``, signatures:
+- ``saved_model.pb`` + ``variables/``, signatures (a caller pays only for what it asks):
 
   * ``serving_default`` (method ``tensorflow/serving/predict``): one 1-D tensor per raw
     feature in (the names and dtypes of :meth:`FeatureEncoder.input_signature`: int64 or
-    string ids, float32 numbers, NaN = missing), the head's decoded outputs out:
-    ``watch_time`` plus those of ``Head.output_names`` its decoding returns (for the tree
-    head ``watch_time_global``, ``variance``, ``prune_mask``, ``leaf_prob``,
-    ``tree_depth``). Nothing else is returned, so the serving path is the tower plus the
-    head's decoding;
+    string ids, float32 numbers, NaN = missing), the head's point outputs out:
+    ``watch_time`` plus those of ``Head.output_names`` its decoding returns without the
+    distributional decoding (for the tree head ``watch_time_global``, ``variance``,
+    ``prune_mask``, ``leaf_prob``, ``tree_depth``). The serving path is the tower plus the
+    head's point decoding, nothing else;
+  * ``distribution`` (method ``tensorflow/serving/predict``, tree heads only): the same
+    inputs, the distributional outputs out (``watch_time_mean``, ``watch_time_median``,
+    ``quantiles`` and, when the features hold ``duration``, ``p_complete``). A call of
+    its own: the tower runs again, and the tree outputs it does not return are not
+    computed (the runtime prunes them);
   * ``regress`` (method ``tensorflow/serving/regress``): input ``inputs``, a string
     tensor of serialized ``tf.Example`` protos (one feature per raw input; a missing
     numeric feature is NaN = missing, a missing categorical one is an error), output
     ``outputs`` = ``watch_time``. This is what TF Serving's Regress API calls.
 
 - ``assets.extra/tf_serving_warmup_requests``: a TFRecord file of ``PredictionLog`` protos
-  (Predict requests of 1, 64 and 512 candidates and one Regress request) that TF Serving
-  replays before it marks the version AVAILABLE;
+  (Predict requests of 1, 64 and 512 candidates for every Predict signature and one
+  Regress request) that TF Serving replays before it marks the version AVAILABLE;
 - ``assets.extra/model_info.json``: what the export holds (model name, head, outputs and,
   for tree heads, the tree constants that :func:`describe_tree` uses to print label
   intervals in seconds). TF Serving ignores it.
@@ -35,6 +40,7 @@ math is matmuls): :func:`graph_ops` lists them, and the tests check them.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -51,11 +57,14 @@ import pandas as pd
 import tensorflow as tf
 
 SERVING_SIGNATURE = "serving_default"
+DISTRIBUTION_SIGNATURE = "distribution"
 REGRESS_SIGNATURE = "regress"
 REGRESS_INPUT = "inputs"
 REGRESS_OUTPUT = "outputs"
 PREDICT_METHOD = "tensorflow/serving/predict"
 REGRESS_METHOD = "tensorflow/serving/regress"
+#: signatures whose method is not Predict (``tf.saved_model.save`` marks all as Predict)
+METHODS = {REGRESS_SIGNATURE: REGRESS_METHOD}
 WARMUP_FILE = "tf_serving_warmup_requests"
 INFO_FILE = "model_info.json"
 TMP_PREFIX = ".tmp-export-"
@@ -68,12 +77,30 @@ PathLike = Union[str, os.PathLike]
 
 # -- the serving module ------------------------------------------------------------------
 
+@contextlib.contextmanager
+def _distribution_decoding(head, on: bool):
+    """Trace ``head``'s decoding with (``on``) or without its distributional outputs, for
+    heads that have the switch (``distribution_outputs``); restores the head's setting."""
+    if not hasattr(head, "distribution_outputs"):
+        yield
+        return
+    saved = head.distribution_outputs
+    head.distribution_outputs = on
+    try:
+        yield
+    finally:
+        head.distribution_outputs = saved
+
+
 class ServingModule(tf.Module):
-    """The functions a SavedModel of ``model`` serves: raw features -> the head's outputs
-    (``serve``) and serialized ``tf.Example`` -> ``watch_time`` (``regress``).
+    """The functions a SavedModel of ``model`` serves, one per signature: raw features ->
+    the point outputs (``serve``), raw features -> the distributional outputs
+    (``distribution``, heads that have them) and serialized ``tf.Example`` ->
+    ``watch_time`` (``regress``). Each is traced with only the decoding its outputs need,
+    so a caller of ``serving_default`` never pays for the quantiles.
 
     ``lean=True`` (the default) keeps the Keras model out of the SavedModel's object
-    graph: after tracing, only the variables and lookup tables the two functions capture
+    graph: after tracing, only the variables and lookup tables the functions capture
     are tracked (:meth:`track_captured`). The export then holds no Keras layer functions,
     no optimizer slots and no metric variables: a smaller ``saved_model.pb`` and a faster
     save and load. ``lean=False`` tracks the whole Keras model instead.
@@ -86,22 +113,43 @@ class ServingModule(tf.Module):
         else:
             self.model = model
         self.lean = lean
-        self.output_names = ("watch_time", *model.head.output_names)
+        head = model.head
+        with _distribution_decoding(head, False):
+            point = ("watch_time", *head.output_names)
+        with _distribution_decoding(head, True):
+            every = ("watch_time", *head.output_names)
+        #: signature key -> the outputs it may return (a head may skip one, e.g. an
+        #: output that needs a feature the dataset lacks)
+        self.output_names = {SERVING_SIGNATURE: point}
+        if set(every) - set(point):
+            self.output_names[DISTRIBUTION_SIGNATURE] = tuple(k for k in every
+                                                              if k not in point)
         self.input_specs = model.encoder.input_signature()
         self.serve = tf.function(self._serve, input_signature=[self.input_specs])
+        if DISTRIBUTION_SIGNATURE in self.output_names:  # saving traces every tf.function
+            self.distribution = tf.function(self._distribution,
+                                            input_signature=[self.input_specs])
         self.regress = tf.function(self._regress, input_signature=[
             tf.TensorSpec([None], tf.string, name=REGRESS_INPUT)])
 
-    def _outputs(self, features):
-        """The head's serving outputs that its decoding returns for these features (a
-        head may skip one, e.g. an output that needs a feature the dataset lacks)."""
-        decoded = self.model(features, training=False)
+    def _decode(self, features, distribution: bool):
+        """The head's decoded outputs for raw ``features``: the one path every signature's
+        features take into the model, with (``distribution``) or without the head's
+        distributional decoding."""
+        with _distribution_decoding(self.model.head, distribution):
+            decoded = self.model(features, training=False)
         if "watch_time" not in decoded:
             raise ValueError(f"{type(self.model.head).__name__}.decode returns no watch_time")
-        return {k: decoded[k] for k in self.output_names if k in decoded}
+        return decoded
 
     def _serve(self, features):
-        return self._outputs(features)
+        decoded = self._decode(features, distribution=False)
+        return {k: decoded[k] for k in self.output_names[SERVING_SIGNATURE] if k in decoded}
+
+    def _distribution(self, features):
+        decoded = self._decode(features, distribution=True)
+        return {k: decoded[k] for k in self.output_names[DISTRIBUTION_SIGNATURE]
+                if k in decoded}
 
     def example_spec(self) -> Dict[str, tf.io.FixedLenFeature]:
         """``tf.io.parse_example`` spec of the regress signature: categorical features are
@@ -116,11 +164,13 @@ class ServingModule(tf.Module):
 
     def _regress(self, inputs):
         features = tf.io.parse_example(inputs, self.example_spec())
-        return {REGRESS_OUTPUT: self.model(features, training=False)["watch_time"]}
+        return {REGRESS_OUTPUT: self._decode(features, distribution=False)["watch_time"]}
 
     def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
-        sigs = {SERVING_SIGNATURE: self.serve.get_concrete_function(),
-                REGRESS_SIGNATURE: self.regress.get_concrete_function()}
+        sigs = {SERVING_SIGNATURE: self.serve.get_concrete_function()}
+        if DISTRIBUTION_SIGNATURE in self.output_names:
+            sigs[DISTRIBUTION_SIGNATURE] = self.distribution.get_concrete_function()
+        sigs[REGRESS_SIGNATURE] = self.regress.get_concrete_function()
         if self.lean:
             self.track_captured(sigs.values())
         return sigs
@@ -184,23 +234,26 @@ def to_examples(features: Mapping[str, np.ndarray]) -> List[tf.train.Example]:
 
 
 def write_warmup(path: Path, name: str, features_by_batch: Sequence[Mapping[str, np.ndarray]],
-                 regress_features: Optional[Mapping[str, np.ndarray]] = None) -> int:
-    """Write TF Serving's warm-up file (TFRecord of ``PredictionLog``); returns the number
-    of records."""
+                 regress_features: Optional[Mapping[str, np.ndarray]] = None,
+                 signatures: Sequence[str] = (SERVING_SIGNATURE,)) -> int:
+    """Write TF Serving's warm-up file (TFRecord of ``PredictionLog``): one Predict request
+    per Predict signature and batch, then one Regress request. Returns the number of
+    records."""
     from tensorflow_serving.apis import (input_pb2, model_pb2, predict_pb2,
                                          prediction_log_pb2, regression_pb2)
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
     with tf.io.TFRecordWriter(str(path)) as writer:
-        for feats in features_by_batch:
-            req = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(
-                name=name, signature_name=SERVING_SIGNATURE))
-            for key, arr in feats.items():
-                req.inputs[key].CopyFrom(tf.make_tensor_proto(arr))
-            log = prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=req))
-            writer.write(log.SerializeToString())
-            count += 1
+        for signature in signatures:
+            for feats in features_by_batch:
+                req = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(
+                    name=name, signature_name=signature))
+                for key, arr in feats.items():
+                    req.inputs[key].CopyFrom(tf.make_tensor_proto(arr))
+                log = prediction_log_pb2.PredictionLog(
+                    predict_log=prediction_log_pb2.PredictLog(request=req))
+                writer.write(log.SerializeToString())
+                count += 1
         if regress_features is not None:
             req = regression_pb2.RegressionRequest(
                 model_spec=model_pb2.ModelSpec(name=name, signature_name=REGRESS_SIGNATURE),
@@ -213,12 +266,17 @@ def write_warmup(path: Path, name: str, features_by_batch: Sequence[Mapping[str,
     return count
 
 
-def model_info(model: tf.keras.Model, name: str, outputs: Sequence[str]) -> dict:
-    """Description of an export (``assets.extra/model_info.json``)."""
+def model_info(model: tf.keras.Model, name: str,
+               signatures: Mapping[str, tf.types.experimental.ConcreteFunction]) -> dict:
+    """Description of an export (``assets.extra/model_info.json``): ``outputs`` are those
+    of ``serving_default``; ``signatures`` maps each signature to its method and outputs."""
     head = model.head
-    info = {"name": name, "head": type(head).__name__, "outputs": list(outputs),
+    info = {"name": name, "head": type(head).__name__,
+            "outputs": list(signatures[SERVING_SIGNATURE].structured_outputs),
             "inputs": {k: v.dtype.name for k, v in model.encoder.input_signature().items()},
-            "signatures": {SERVING_SIGNATURE: PREDICT_METHOD, REGRESS_SIGNATURE: REGRESS_METHOD}}
+            "signatures": {key: {"method": METHODS.get(key, PREDICT_METHOD),
+                                 "outputs": list(fn.structured_outputs)}
+                           for key, fn in signatures.items()}}
     tree = tree_constants(model)
     if tree is not None:
         info["tree"] = tree
@@ -275,7 +333,6 @@ def write_saved_model(model: tf.keras.Model, path: PathLike, name: str = "ptpm",
     path = Path(path)
     module = ServingModule(model)
     signatures = module.signatures()
-    outputs = list(signatures[SERVING_SIGNATURE].structured_outputs)
     try:
         tf.saved_model.save(module, str(path), signatures=signatures)
     except (ValueError, AssertionError, TypeError) as err:
@@ -284,13 +341,15 @@ def write_saved_model(model: tf.keras.Model, path: PathLike, name: str = "ptpm",
                                             "Keras model", err)
         shutil.rmtree(path, ignore_errors=True)
         module = ServingModule(model, lean=False)
-        tf.saved_model.save(module, str(path), signatures=module.signatures())
-    _set_method_names(path, {REGRESS_SIGNATURE: REGRESS_METHOD})
+        signatures = module.signatures()
+        tf.saved_model.save(module, str(path), signatures=signatures)
+    _set_method_names(path, METHODS)
     extra = path / "assets.extra"
     batches = [sample_features(model.encoder, n, example_frame, seed=n) for n in warmup_batch_sizes]
     write_warmup(extra / WARMUP_FILE, name, batches,
-                 sample_features(model.encoder, 8, example_frame, seed=8))
-    (extra / INFO_FILE).write_text(json.dumps(model_info(model, name, outputs), indent=2))
+                 sample_features(model.encoder, 8, example_frame, seed=8),
+                 signatures=[k for k in signatures if k != REGRESS_SIGNATURE])
+    (extra / INFO_FILE).write_text(json.dumps(model_info(model, name, signatures), indent=2))
     return path
 
 
@@ -428,21 +487,11 @@ def export_model(model: tf.keras.Model, export_dir: PathLike = "export", name: s
 
 
 def export_run(run_dir: PathLike, export_dir: PathLike = "export",
-               name: Optional[str] = None, version: Optional[int] = None,
-               distribution_outputs: Optional[bool] = None) -> Path:
+               name: Optional[str] = None, version: Optional[int] = None) -> Path:
     """Rebuild a training run's model and export it (``ptpm-tf export``); the model name
-    defaults to the run's model (``ptpm``, ``tpm``, ...). ``distribution_outputs=False``
-    exports a tree model without ``watch_time_mean``, ``watch_time_median``,
-    ``quantiles`` and ``p_complete`` (their serving cost is in BENCHMARKS.md), ``True``
-    with them; ``None`` keeps the run's setting. Other heads have none."""
+    defaults to the run's model (``ptpm``, ``tpm``, ...)."""
     from ptpm_tf.training import load_run
     config, model, data, split = load_run(Path(run_dir))
-    if distribution_outputs is not None:
-        if hasattr(model.head, "distribution_outputs"):
-            model.head.distribution_outputs = bool(distribution_outputs)
-        elif not distribution_outputs:
-            raise ValueError(f"{config.model} has no distributional outputs to leave out "
-                             f"(only the tree models do)")
     return export_model(model, export_dir, name or config.model, version=version,
                         example_frame=split.test.head(512) if split is not None
                         else data.head("test", 512))

@@ -41,24 +41,26 @@ KEYS = (USER, ITEM, TIMESTAMP)
 
 
 def model_function(run: Optional[str] = None, export: Optional[str] = None,
-                   outputs: str = "all") -> Tuple[Callable, Dict[str, tf.TensorSpec]]:
+                   signature: Optional[str] = None
+                   ) -> Tuple[Callable, Dict[str, tf.TensorSpec]]:
     """(function of a dict of input tensors -> dict of outputs, its input signature).
 
-    ``run``: a run directory (the model is rebuilt; ``outputs='lean'`` leaves out a tree
-    model's distributional outputs, as ``ptpm-tf export --outputs lean`` does). ``export``:
-    a SavedModel directory (its ``serving_default`` signature, as TF Serving runs it; a
-    model repository ``DIR/NAME`` holding numbered versions means its newest version)."""
+    ``run``: a run directory (the model is rebuilt); every output of the model, or with
+    ``signature='serving_default'`` only what that signature of an export returns (a tree
+    model without its distributional outputs). ``export``: a SavedModel directory and its
+    ``signature`` (default ``serving_default``), as TF Serving runs it; a model repository
+    ``DIR/NAME`` holding numbered versions means its newest version."""
     if (run is None) == (export is None):
         raise ValueError("give one of --run and --export")
     if run is not None:
         from ptpm_tf.training import load_model
 
         config, model = load_model(Path(run))
-        if outputs == "lean":
-            if not hasattr(model.head, "distribution_outputs"):
-                raise ValueError(f"{config.model} has no distributional outputs to leave out "
-                                 "(only the tree models do)")
+        if signature == "serving_default" and hasattr(model.head, "distribution_outputs"):
             model.head.distribution_outputs = False
+        elif signature not in (None, "serving_default", "distribution"):
+            raise ValueError(f"unknown signature {signature!r}; use serving_default or "
+                             "distribution")
         signature = model.encoder.input_signature()
         fn = tf.function(lambda features: model(features), input_signature=[signature])
         return fn, signature
@@ -71,7 +73,11 @@ def model_function(run: Optional[str] = None, export: Optional[str] = None,
                                     "model repository with numbered versions")
         path = versions[-1]
     loaded = tf.saved_model.load(str(path))
-    sig = loaded.signatures["serving_default"]
+    name = signature or "serving_default"
+    if name not in loaded.signatures:
+        raise ValueError(f"{path} has no signature {name!r} (it has "
+                         f"{', '.join(sorted(loaded.signatures))})")
+    sig = loaded.signatures[name]
     signature = dict(sig.structured_input_signature[1])
     return (lambda features: sig(**features)), signature
 
@@ -197,7 +203,8 @@ def _table(keys: Dict[str, np.ndarray], outputs: Dict[str, np.ndarray]) -> pa.Ta
 
 
 def score(input_path, output_path, *, run: Optional[str] = None,
-          export: Optional[str] = None, outputs: str = "all", batch_size: int = 8192,
+          export: Optional[str] = None, signature: Optional[str] = None,
+          batch_size: int = 8192,
           progress: Optional[bool] = None) -> dict:
     """Score every row of ``input_path`` (CSV, Parquet or a prepared directory) into the
     Parquet file ``output_path``; returns ``{"rows", "seconds", "rows_per_second"}``.
@@ -207,7 +214,7 @@ def score(input_path, output_path, *, run: Optional[str] = None,
     output_path = Path(output_path)
     if output_path.suffix.lower() not in (".parquet", ".pq"):
         raise ValueError(f"--output must be a .parquet file, got {output_path}")
-    fn, signature = model_function(run, export, outputs)
+    fn, signature = model_function(run, export, signature)
     input_path = Path(input_path)
     total, batches = (_prepared_batches if is_prepared(input_path) else _file_batches)(
         input_path, signature, batch_size)

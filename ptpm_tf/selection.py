@@ -9,6 +9,7 @@ usual final evaluation. A value fixed in ``config.head`` skips the search.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -20,16 +21,18 @@ def selection_grid(model: str) -> dict:
 
 
 def train_selected(config, out_dir: Optional[Path] = None, *, dataset=None, split=None,
-                   verbose=None):
-    """``train``, with the head's ``selection_grid`` searched on the validation split."""
+                   verbose=None, logdir: Optional[Path] = None):
+    """``train``, with the head's ``selection_grid`` searched on the validation split.
+    With ``logdir``, each candidate logs to ``logdir/<key>-<value>``."""
     from ptpm_tf.data.registry import load_dataset
     from ptpm_tf.data.splits import split_dataset
     from ptpm_tf.evaluate import evaluate_frame
-    from ptpm_tf.training import save_run, train
+    from ptpm_tf.training import logs_in_run, save_run, train
 
     grid = {k: v for k, v in selection_grid(config.model).items() if k not in config.head}
     if not grid:
-        return train(config, out_dir, dataset=dataset, split=split, verbose=verbose)
+        return train(config, out_dir, dataset=dataset, split=split, verbose=verbose,
+                     logdir=logdir)
     if len(grid) != 1:
         raise ValueError("only one-dimensional selection grids are supported")
     if config.prepared is not None:
@@ -42,10 +45,14 @@ def train_selected(config, out_dir: Optional[Path] = None, *, dataset=None, spli
                                rows=config.rows, seed=config.seed)
     if split is None:
         split = split_dataset(dataset, config.split, seed=config.seed)
+    carry = logs_in_run(logdir, out_dir)
+    if carry:  # the search is not resumable: its logs start anew
+        shutil.rmtree(Path(out_dir) / carry[0], ignore_errors=True)
     best, tried = None, []
     for value in values:
         cfg = dataclasses.replace(config, head={**config.head, key: value})
-        run = train(cfg, None, dataset=dataset, split=split, verbose=verbose)
+        run = train(cfg, None, dataset=dataset, split=split, verbose=verbose,
+                    logdir=None if logdir is None else Path(logdir) / f"{key}-{value}")
         val = evaluate_frame(run.model, split.validation, dataset, model_name=config.model,
                              diagnostics=False)
         tried.append({key: value, "val_mae": val["mae"], "val_xauc": val["xauc"]})
@@ -56,5 +63,5 @@ def train_selected(config, out_dir: Optional[Path] = None, *, dataset=None, spli
     run.metrics["selection"] = {"criterion": "validation MAE", "chosen": {key: value},
                                 "candidates": tried}
     if out_dir is not None:
-        save_run(run, Path(out_dir))
+        save_run(run, Path(out_dir), carry=carry)
     return run

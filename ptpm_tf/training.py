@@ -13,11 +13,16 @@ while training runs it holds only ``backup/``, from which a killed run resumes
 optimizer are built under the strategy's scope, ``batch_size`` is the global batch, and
 with several workers the input is sharded by data and only the chief writes the run
 directory.
+
+``train(..., logdir=DIR)`` writes TensorBoard logs (:mod:`ptpm_tf.summaries`); ``ptpm-tf
+train`` writes them to ``RUN_DIR/tensorboard`` unless told otherwise. Logs inside the run
+directory are carried into the finished run; a fresh (not resumed) run starts them anew.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import sys
 import time
@@ -98,9 +103,11 @@ class Run:
     seconds: float
 
 
+#: where ``ptpm-tf train`` writes TensorBoard logs by default, inside the run directory
+TENSORBOARD_DIR = "tensorboard"
 #: what a run directory holds; train refuses to replace a directory holding anything else
 RUN_ENTRIES = ("config.json", "history.json", "metrics.json", "split.npz", "split.npz.json",
-               "checkpoint", "backup")
+               "checkpoint", "backup", TENSORBOARD_DIR)
 
 
 def check_run_dir(out_dir: Path) -> None:
@@ -224,8 +231,8 @@ def _verbosity(verbose: Optional[int]) -> int:
 
 def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
           dataset: Optional[Dataset] = None, split: Optional[Split] = None,
-          verbose: Optional[int] = None, callbacks: Sequence[tf.keras.callbacks.Callback] = ()
-          ) -> Run:
+          verbose: Optional[int] = None, callbacks: Sequence[tf.keras.callbacks.Callback] = (),
+          logdir: Optional[Path] = None) -> Run:
     """Train ``config.model`` and evaluate it on the test split.
 
     ``dataset`` / ``split`` may be passed in so that several models share one load and one
@@ -236,6 +243,9 @@ def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
     With ``out_dir``, training backs itself up in ``out_dir/backup`` at the end of every
     epoch (or every ``config.backup_every`` steps) and a rerun of the same call resumes from there
     (:mod:`ptpm_tf.resume`); the run directory is written atomically at the end.
+
+    With ``logdir``, TensorBoard logs are written there (:mod:`ptpm_tf.summaries`); when
+    it lies inside ``out_dir`` it becomes part of the finished run directory.
 
     Under ``config.strategy = 'multi_worker'`` every worker runs this same call (same data,
     seed and ``out_dir``); all of them train and evaluate, only the chief writes.
@@ -268,7 +278,10 @@ def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
     if prepared is None and split is None:
         split = split_dataset(dataset, config.split, seed=config.seed)
     backup = RunBackup(Path(out_dir), writer) if out_dir is not None else None
+    carry = logs_in_run(logdir, out_dir)
     if backup is not None:
+        if carry and writer and not backup.root.exists():  # a fresh run: no stale logs
+            shutil.rmtree(Path(out_dir) / carry[0], ignore_errors=True)
         backup.check_config(config)
     if prepared is not None:
         encoder = prepared.encoder()
@@ -305,6 +318,9 @@ def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
         max_epochs=config.epochs, monitor=config.monitor, patience=config.patience,
         mode="max" if "xauc" in config.monitor else "min", restore_best_weights=True)
     fit_callbacks = [stop]
+    if logdir is not None:
+        from ptpm_tf.summaries import tensorboard_callbacks
+        fit_callbacks += tensorboard_callbacks(Path(logdir), val_ds, writer=writer)
     if backup is not None:
         fit_callbacks.append(tf.keras.callbacks.BackupAndRestore(
             str(backup.keras_dir), save_freq=config.backup_every or "epoch", delete_checkpoint=False))
@@ -347,14 +363,31 @@ def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
     run = Run(config, model, dataset if prepared is None else prepared, split, history,
               metrics, seconds)
     if out_dir is not None:
-        save_run(run, Path(out_dir), strategy)
+        save_run(run, Path(out_dir), strategy, carry=carry)
     return run
 
 
+def logs_in_run(logdir: Optional[Path], out_dir: Optional[Path]) -> tuple:
+    """(the run directory's entry holding ``logdir``,) when ``logdir`` lies inside
+    ``out_dir``, else ()."""
+    if logdir is None or out_dir is None:
+        return ()
+    try:
+        rel = Path(logdir).resolve().relative_to(Path(out_dir).resolve())
+    except ValueError:
+        return ()
+    if not rel.parts or rel.parts[0] != TENSORBOARD_DIR:
+        raise ValueError(f"--logdir inside the run directory must be under "
+                         f"{Path(out_dir) / TENSORBOARD_DIR}, got {logdir}")
+    return (rel.parts[0],)
+
+
 def save_run(run: Run, out_dir: Path,
-             strategy: Optional[tf.distribute.Strategy] = None) -> None:
+             strategy: Optional[tf.distribute.Strategy] = None, carry: Sequence[str] = ()) -> None:
     """Write the run directory atomically: into a temporary directory beside ``out_dir``,
-    renamed onto it when complete (replacing a previous run and its ``backup/``).
+    renamed onto it when complete (replacing a previous run and its ``backup/``). Entries
+    ``carry`` of the current ``out_dir`` (the TensorBoard logs written while training) are
+    moved into the new one.
 
     ``strategy`` defaults to the one the model was built under. Under a multi-worker
     strategy every worker must call this (saving synchronised
@@ -370,6 +403,9 @@ def save_run(run: Run, out_dir: Path,
     try:
         _write_run(run, stage)
         if chief:
+            for name in carry:
+                if (out_dir / name).exists():
+                    os.rename(out_dir / name, stage / name)
             distribute.install_dir(stage, out_dir)
     finally:
         shutil.rmtree(stage, ignore_errors=True)

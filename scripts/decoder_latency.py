@@ -1,25 +1,28 @@
-"""Latency of the distributional serving outputs against the mean-only outputs (issue 7).
+"""Latency of the distributional outputs against the point outputs (issues 7 and 14).
 
-For a trained tree run, four variants of the same weights:
+For a trained tree run, the same weights decoded by the mean and by the median. Variants:
 
-- ``mean_only``: ``distribution_outputs=False, decode='mean'`` (the outputs before issue 7);
-- ``median_only``: the median served as ``watch_time``, no other distributional output;
-- ``distributional``: adds ``watch_time_mean``, ``watch_time_median``, ``quantiles`` and
-  ``p_complete`` (the default export);
-- ``distributional_median``: both.
+- ``mean_only``: ``serving_default`` of the export with ``decode='mean'`` (the point and
+  tree outputs; what a ranking caller asks for);
+- ``median_only``: the same with ``decode='median'`` (the median served as
+  ``watch_time``);
+- ``distributional``: the ``distribution`` signature of the same export (``watch_time_mean``,
+  ``watch_time_median``, ``quantiles``, ``p_complete``), a call of its own;
+- function path only: ``distributional`` / ``distributional_median`` are ``model(features)``
+  with ``distribution_outputs=True`` (every output in one call), ``mean_only`` /
+  ``median_only`` with ``False``.
 
-Two execution paths, each on 1 / 64 / 512 candidates of the test split:
+Three execution paths, each on 1 / 64 / 512 candidates of the test split:
 
-- ``session`` (TF Serving's path): each variant is exported as a SavedModel and loaded
-  through the TF1 session loader (:class:`~ptpm_tf.serving.test_server.Servable`, the
-  SavedModelBundle path of ``tensorflow_model_server``) and every output of
-  ``serving_default`` is fetched through a session callable (``Session::Run`` with a
-  fixed feed and fetch list, as the model server calls it).
+- ``session`` (TF Serving's path): the exports are loaded through the TF1 session loader
+  (:class:`~ptpm_tf.serving.test_server.Servable`, the SavedModelBundle path of
+  ``tensorflow_model_server``) and every output of the variant's signature is fetched
+  through a session callable (``Session::Run`` with a fixed feed and fetch list, as the
+  model server calls it).
 - ``function``: ``model(features)`` under ``tf.function``, every output fetched to NumPy.
-- ``grpc``: the ``mean_only`` and ``distributional`` exports served by the
-  PredictionService test server (a child process, :mod:`ptpm_tf.serving.test_server`) and
-  timed per request by the load test (one client; the two models alternate in rounds):
-  the request's whole path, with the Python server's own per-request costs.
+- ``grpc``: the mean export served by the PredictionService test server (a child process,
+  :mod:`ptpm_tf.serving.test_server`), ``serving_default`` against ``distribution``, timed
+  per request by the load test (one client; one signature after the other, in rounds).
 
 Variants are interleaved in a shuffled order on every repetition, so machine-load drift
 hits them alike; each of ``--repeats`` rounds reports medians, and the summary gives the
@@ -43,22 +46,21 @@ import numpy as np
 import ptpm_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
-from ptpm_tf.export import SERVING_SIGNATURE, write_saved_model
+from ptpm_tf.export import DISTRIBUTION_SIGNATURE, SERVING_SIGNATURE, write_saved_model
 from ptpm_tf.serving.test_server import Servable
 from ptpm_tf.training import load_run
 
-VARIANTS = {  # name -> (distribution_outputs, decode)
+FUNCTION_VARIANTS = {  # name -> (distribution_outputs, decode)
     "mean_only": (False, "mean"),
     "median_only": (False, "median"),
     "distributional": (True, "mean"),
     "distributional_median": (True, "median"),
 }
-#: session path: these variants are also run fetching only ``watch_time``. The graph is
-#: the same (a SavedModel signature is one function call: the session does not prune the
-#: outputs it is not asked for, measured), so the difference between the two fetch sets
-#: is the cost of handing more output tensors back to Python, and
-#: ``distributional[watch_time]`` against ``mean_only[watch_time]`` is the compute alone.
-COMPUTE_ONLY = ("mean_only", "distributional")
+SESSION_VARIANTS = {  # name -> (decode of the export, signature)
+    "mean_only": ("mean", SERVING_SIGNATURE),
+    "median_only": ("median", SERVING_SIGNATURE),
+    "distributional": ("mean", DISTRIBUTION_SIGNATURE),
+}
 
 
 def _configure(head, distribution_outputs, decode):
@@ -68,7 +70,7 @@ def _configure(head, distribution_outputs, decode):
 def _function_runners(model, features):
     """{variant: call} with ``model(features)`` traced under each variant's settings."""
     runners = {}
-    for name, cfg in VARIANTS.items():
+    for name, cfg in FUNCTION_VARIANTS.items():
         _configure(model.head, *cfg)
         fn = tf.function(lambda f: model(f))
         fn.get_concrete_function(features)
@@ -81,57 +83,56 @@ def _function_runners(model, features):
     return runners
 
 
-def _export_variants(model, workdir: Path):
-    """{variant: Servable} of each variant's SavedModel."""
+def _export_decoders(model, workdir: Path):
+    """{decode: Servable} of one export per decoder."""
     servables = {}
-    for name, cfg in VARIANTS.items():
-        _configure(model.head, *cfg)
-        path = workdir / name / "1"
-        write_saved_model(model, path, name=name)
-        servables[name] = Servable(name, 1, path)
-        servables[name].warm_up()
+    for decode in sorted({d for d, _ in SESSION_VARIANTS.values()}):
+        model.head.decoder = decode
+        path = workdir / decode / "1"
+        write_saved_model(model, path, name=decode)
+        servables[decode] = Servable(decode, 1, path)
+        servables[decode].warm_up()
     return servables
 
 
 def _session_runners(servables, raw):
     runners = {}
-    for name, s in servables.items():
-        sig = s.signatures[SERVING_SIGNATURE]
-        inputs = sorted(raw)
-        args = [raw[k] for k in inputs]
-        fetch_sets = {name: list(sig.outputs)}
-        if name in COMPUTE_ONLY:
-            fetch_sets[f"{name}[watch_time]"] = ["watch_time"]
-        for key, outputs in fetch_sets.items():
-            # a callable runs Session::Run with a fixed feed and fetch list (TF Serving's
-            # C++ call) without session.run's per-call Python bookkeeping
-            call = s.session.make_callable([sig.outputs[o].name for o in outputs],
-                                           [sig.inputs[k].name for k in inputs])
-            call(*args)
-            runners[key] = lambda call=call, args=args: call(*args)
+    inputs = sorted(raw)
+    args = [raw[k] for k in inputs]
+    for name, (decode, signature) in SESSION_VARIANTS.items():
+        s = servables[decode]
+        sig = s.signatures[signature]
+        # a callable runs Session::Run with a fixed feed and fetch list (TF Serving's
+        # C++ call) without session.run's per-call Python bookkeeping
+        call = s.session.make_callable([v.name for v in sig.outputs.values()],
+                                       [sig.inputs[k].name for k in inputs])
+        call(*args)
+        runners[name] = lambda call=call: call(*args)
     return runners
 
 
 def _grpc(servables, frame, args, workdir: Path):
-    """p50 per request of ``mean_only`` and ``distributional`` through the test server."""
+    """p50 per request of ``serving_default`` and ``distribution`` of the mean export
+    through the test server."""
     from ptpm_tf.serving.latency_bench import start_test_server
     from ptpm_tf.serving.loadtest import run_loadtest
-    names = ("mean_only", "distributional")
-    proc, address = start_test_server({n: servables[n].path for n in names}, workdir)
+    proc, address = start_test_server({"mean": servables["mean"].path}, workdir)
     try:
         by_size = {}
         for bs in (int(b) for b in args.batch_sizes.split(",")):
             rounds = []
             for _ in range(args.repeats):
-                cells = run_loadtest(address, names, [bs], [1], requests=args.requests,
-                                     warmup=50, rounds=4, frame=frame, log=None)
-                rounds.append({c.model: c.p50_ms for c in cells})
-            overhead = float(np.median([r["distributional"] / r["mean_only"] - 1.0
+                p50 = {sig: run_loadtest(address, ["mean"], [bs], [1], requests=args.requests,
+                                         warmup=50, rounds=1, frame=frame, log=None,
+                                         signature=sig)[0].p50_ms
+                       for sig in (SERVING_SIGNATURE, DISTRIBUTION_SIGNATURE)}
+                rounds.append(p50)
+            overhead = float(np.median([r[DISTRIBUTION_SIGNATURE] / r[SERVING_SIGNATURE] - 1.0
                                         for r in rounds]))
-            by_size[bs] = {"p50_ms": rounds, "overhead_vs_mean_only": round(overhead, 4)}
-            print(f"grpc batch {bs}: mean_only p50 "
-                  f"{np.median([r['mean_only'] for r in rounds]):.3f} ms; "
-                  f"distributional {100 * overhead:+.1f}%", flush=True)
+            by_size[bs] = {"p50_ms": rounds, "overhead_vs_serving_default": round(overhead, 4)}
+            print(f"grpc batch {bs}: serving_default p50 "
+                  f"{np.median([r[SERVING_SIGNATURE] for r in rounds]):.3f} ms; "
+                  f"distribution {100 * overhead:+.1f}%", flush=True)
         return by_size
     finally:
         proc.terminate()
@@ -174,7 +175,7 @@ def main(argv=None):
               "leaf_knots": model.head.n_knots, "levels": list(model.head.quantile_levels),
               "seconds": args.seconds, "repeats": args.repeats, "paths": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        servables = (_export_variants(model, Path(tmp))
+        servables = (_export_decoders(model, Path(tmp))
                      if {"session", "grpc"} & set(paths) else {})
         for path in paths:
             if path == "grpc":
@@ -193,11 +194,7 @@ def main(argv=None):
                     times = _time(runners, args.seconds, rng)
                     rounds.append({n: float(np.median(t)) for n, t in times.items()})
                 overhead = {n: float(np.median([r[n] / r["mean_only"] - 1.0 for r in rounds]))
-                            for n in VARIANTS}
-                if path == "session":
-                    overhead["distributional, compute only"] = float(np.median(
-                        [r["distributional[watch_time]"] / r["mean_only[watch_time]"] - 1.0
-                         for r in rounds]))
+                            for n in runners}
                 by_size[bs] = {"median_ms": {n: [round(1e3 * r[n], 4) for r in rounds]
                                              for n in rounds[0]},
                                "overhead_vs_mean_only": {n: round(v, 4)

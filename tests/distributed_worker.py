@@ -9,6 +9,7 @@ training loss to ``RESULT_NPZ``, with ``steps_here``, the steps this process ran
 With ``DIE_AT=step:N`` in the environment the process kills itself with SIGKILL right
 after optimizer step ``N``, with ``DIE_AT=train_end`` when ``fit`` ends (before the final
 evaluation and the write of the run directory): a hard crash, with no Python clean-up.
+With ``TENSORBOARD=1`` it also writes TensorBoard logs to ``OUT_DIR/tensorboard``.
 """
 import json
 import os
@@ -54,7 +55,8 @@ def main() -> None:
     config = TrainConfig(**json.loads(config_json))
     counter = CountSteps()
     callbacks = [counter] + ([DieAt(os.environ["DIE_AT"])] if os.environ.get("DIE_AT") else [])
-    run = train(config, out_dir, verbose=0, callbacks=callbacks)
+    logdir = os.path.join(out_dir, "tensorboard") if os.environ.get("TENSORBOARD") else None
+    run = train(config, out_dir, verbose=0, callbacks=callbacks, logdir=logdir)
     np.savez(result, iterations=int(run.model.optimizer.iterations.numpy()),
              steps_here=counter.steps,
              loss=np.asarray(run.history["loss"]), mae=run.metrics["mae"],

@@ -84,7 +84,7 @@ def _run_worker(config, out_dir, result, log, **env):
             _kill(proc)
 
 
-def _run_cluster(config, out, tmp_path, tag, die_at=(None, None)):
+def _run_cluster(config, out, tmp_path, tag, die_at=(None, None), **extra_env):
     """Two MultiWorkerMirroredStrategy workers on 127.0.0.1 (free ports) running the same
     training; ``die_at[i]`` makes worker ``i`` SIGKILL itself. Returns the exit codes."""
     ports = _free_ports(2)
@@ -93,7 +93,8 @@ def _run_cluster(config, out, tmp_path, tag, die_at=(None, None)):
     try:
         for i in range(2):
             env = {"TF_CONFIG": json.dumps({"cluster": cluster,
-                                            "task": {"type": "worker", "index": i}})}
+                                            "task": {"type": "worker", "index": i}}),
+                   **extra_env}
             if die_at[i]:
                 env["DIE_AT"] = die_at[i]
             logs.append(tmp_path / f"{tag}-worker{i}.log")
@@ -120,7 +121,7 @@ def _same_weights(tmp_path):
 def test_two_workers_end_with_identical_weights_and_lower_loss(tmp_path):
     config = dict(SMALL, epochs=2, strategy="multi_worker")
     out = tmp_path / "run"
-    codes, logs = _run_cluster(config, out, tmp_path, "train")
+    codes, logs = _run_cluster(config, out, tmp_path, "train", TENSORBOARD="1")
     assert codes == [0, 0], logs
     chief = _same_weights(tmp_path)
     # the global batch is split over the two workers: 10 steps per epoch, not 20
@@ -134,6 +135,11 @@ def test_two_workers_end_with_identical_weights_and_lower_loss(tmp_path):
     assert metrics["optimizer_steps"] == 2 * STEPS_PER_EPOCH
     assert not (out / "backup").exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    # one TensorBoard log, the chief's: Keras' writers (train, validation) and the
+    # validation summaries; the other worker's temporary logs are gone
+    logs = sorted(str(p.relative_to(out / "tensorboard")).split("/events")[0]
+                  for p in (out / "tensorboard").rglob("events.out.tfevents.*"))
+    assert logs == ["train", "validation", "validation"]
 
 
 def test_killed_mid_epoch_resumes_with_the_same_number_of_steps(tmp_path):

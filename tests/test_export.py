@@ -19,10 +19,11 @@ from ptpm_tf.export import (INFO_FILE, PREDICT_METHOD, REGRESS_METHOD, TMP_PREFI
                             WARMUP_FILE, describe_tree, export_model, graph_ops,
                             list_versions, non_stock_ops, to_examples)
 
-TREE_OUTPUTS = {"watch_time", "watch_time_global", "variance", "prune_mask", "leaf_prob",
-                "tree_depth",
-                # distributional outputs (issue 7); p_complete since the data has a duration
-                "watch_time_mean", "watch_time_median", "quantiles", "p_complete"}
+POINT_OUTPUTS = {"watch_time", "watch_time_global", "variance", "prune_mask", "leaf_prob",
+                 "tree_depth"}
+# distributional outputs (issue 7); p_complete since the data has a duration
+DISTRIBUTION_OUTPUTS = {"watch_time_mean", "watch_time_median", "quantiles", "p_complete"}
+TREE_OUTPUTS = POINT_OUTPUTS | DISTRIBUTION_OUTPUTS
 
 
 def _signature_defs(path):
@@ -44,13 +45,16 @@ def test_layout_signatures_and_warmup():
                  f"assets.extra/{INFO_FILE}"):
         assert (path / part).exists(), part
     sigs = _signature_defs(path)
-    assert {"serving_default", "regress"} <= set(sigs)
-    serve, regress = sigs["serving_default"], sigs["regress"]
-    assert serve.method_name == PREDICT_METHOD and regress.method_name == REGRESS_METHOD
+    assert {"serving_default", "distribution", "regress"} <= set(sigs)
+    serve, dist, regress = sigs["serving_default"], sigs["distribution"], sigs["regress"]
+    assert serve.method_name == dist.method_name == PREDICT_METHOD
+    assert regress.method_name == REGRESS_METHOD
     model = tiny_runs()["ptpm"].model
     want = {k: s.dtype.as_datatype_enum for k, s in model.encoder.input_signature().items()}
     assert {k: v.dtype for k, v in serve.inputs.items()} == want
-    assert set(serve.outputs) == TREE_OUTPUTS
+    assert {k: v.dtype for k, v in dist.inputs.items()} == want
+    assert set(serve.outputs) == POINT_OUTPUTS
+    assert set(dist.outputs) == DISTRIBUTION_OUTPUTS
     n_int, n_nodes = 2 ** DEPTH - 1, 2 ** (DEPTH + 1) - 1
     assert [d.size for d in serve.outputs["leaf_prob"].tensor_shape.dim] == [-1, n_nodes]
     assert [d.size for d in serve.outputs["prune_mask"].tensor_shape.dim] == [-1, n_int - 1]
@@ -61,16 +65,23 @@ def test_layout_signatures_and_warmup():
     records = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
                for r in tf.data.TFRecordDataset(str(path / "assets.extra" / WARMUP_FILE))]
     kinds = [r.WhichOneof("log_type") for r in records]
-    assert kinds == ["predict_log"] * 3 + ["regress_log"]
-    sizes = [r.predict_log.request.inputs["user_id"].tensor_shape.dim[0].size
-             for r in records[:3]]
-    assert sizes == [1, 64, 512]
-    assert records[0].predict_log.request.model_spec.signature_name == "serving_default"
-    assert len(records[3].regress_log.request.input.example_list.examples) == 8
+    assert kinds == ["predict_log"] * 6 + ["regress_log"]
+    # every Predict signature is warmed up at every batch size
+    warmed = [(r.predict_log.request.model_spec.signature_name,
+               r.predict_log.request.inputs["user_id"].tensor_shape.dim[0].size)
+              for r in records[:6]]
+    assert warmed == [(sig, n) for sig in ("serving_default", "distribution")
+                      for n in (1, 64, 512)]
+    assert records[6].regress_log.request.model_spec.signature_name == "regress"
+    assert len(records[6].regress_log.request.input.example_list.examples) == 8
 
     info = json.loads((path / "assets.extra" / INFO_FILE).read_text())
     assert info["tree"]["depth"] == DEPTH and len(info["tree"]["leaf_bounds"]) == 2 ** DEPTH + 1
-    assert set(info["outputs"]) == TREE_OUTPUTS
+    assert set(info["outputs"]) == POINT_OUTPUTS
+    assert {k: (v["method"], set(v["outputs"])) for k, v in info["signatures"].items()} == {
+        "serving_default": (PREDICT_METHOD, POINT_OUTPUTS),
+        "distribution": (PREDICT_METHOD, DISTRIBUTION_OUTPUTS),
+        "regress": (REGRESS_METHOD, {"outputs"})}
     assert info["tree"]["quantile_levels"] == [0.1, 0.25, 0.5, 0.75, 0.9]
     # the default (best) preset: a ratio tree decoded by its median
     assert info["tree"]["decode"] == "median" and info["tree"]["label_space"] == "ratio"
@@ -109,11 +120,16 @@ def test_tf1_session_loader_matches_keras(name):
     with tf.compat.v1.Session(graph=graph) as sess:
         meta = tf.compat.v1.saved_model.load(sess, ["serve"], str(path))
         sigs = meta.signature_def
-        assert set(sigs) - {"__saved_model_init_op"} == {"serving_default", "regress"}
-        serve = sigs["serving_default"]
-        fetch = {k: v.name for k, v in serve.outputs.items()}
-        outs = [sess.run(fetch, {serve.inputs[k].name: v for k, v in f.items()})
-                for f in (feats, unseen)]
+        assert set(sigs) - {"__saved_model_init_op"} == {"serving_default", "distribution",
+                                                         "regress"}
+        outs = []
+        for f in (feats, unseen):  # the two Predict signatures together: every output
+            out = {}
+            for key in ("serving_default", "distribution"):
+                sig = sigs[key]
+                out.update(sess.run({k: v.name for k, v in sig.outputs.items()},
+                                    {sig.inputs[k].name: v for k, v in f.items()}))
+            outs.append(out)
         reg = sigs["regress"]
         examples = np.array([e.SerializeToString() for e in to_examples(feats)], dtype=object)
         regressed = sess.run(reg.outputs["outputs"].name, {reg.inputs["inputs"].name: examples})
@@ -219,21 +235,52 @@ def test_cli_export(tmp_path, capsys):
                    "--export-dir", str(tmp_path)])
     assert rc == 0
     assert list_versions(tmp_path / "ptpm") == [1]
-    assert "serving_default" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "signature serving_default: watch_time" in out
+    assert "signature distribution: watch_time_mean" in out
     assert cli.main(["export", "--run", str(tmp_path / "nope"), "--export-dir",
                      str(tmp_path)]) == 2
-    # --outputs lean: the same model without the distributional outputs
-    assert cli.main(["export", "--run", str(runs["dir"] / "runs" / "ptpm"), "--export-dir",
-                     str(tmp_path), "--name", "lean", "--outputs", "lean"]) == 0
-    full = _signature_outputs(tmp_path / "ptpm" / "1")
-    lean = _signature_outputs(tmp_path / "lean" / "1")
-    assert full - lean == {"watch_time_mean", "watch_time_median", "quantiles", "p_complete"}
-    assert "watch_time" in lean and lean < full
+    # the TF2 loader sees the same split: the point outputs, the distributional ones
+    loaded = tf.saved_model.load(str(tmp_path / "ptpm" / "1"))
+    assert set(loaded.signatures["serving_default"].structured_outputs) == POINT_OUTPUTS
+    assert set(loaded.signatures["distribution"].structured_outputs) == DISTRIBUTION_OUTPUTS
+    with pytest.raises(SystemExit):  # the lean mode is gone: serving_default is lean
+        cli.main(["export", "--run", str(runs["dir"] / "runs" / "ptpm"), "--export-dir",
+                  str(tmp_path), "--outputs", "lean"])
 
 
-def _signature_outputs(version_dir: Path) -> set:
-    loaded = tf.saved_model.load(str(version_dir))
-    return set(loaded.signatures["serving_default"].structured_outputs)
+def _signature_ops(version_dir: Path, key: str) -> set:
+    """Op types of every function a signature calls (nested calls included)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    sm = saved_model_pb2.SavedModel()
+    sm.ParseFromString((Path(version_dir) / "saved_model.pb").read_bytes())
+    mg = sm.meta_graphs[0]
+    library = {f.signature.name: f for f in mg.graph_def.library.function}
+    nodes = {n.name: n for n in mg.graph_def.node}
+
+    def called(node_defs):
+        return {a.func.name for n in node_defs for a in n.attr.values()
+                if a.func.name in library}
+    todo = called(nodes[t.name.split(":")[0]] for t in mg.signature_def[key].outputs.values())
+    seen, ops = set(), set()
+    while todo:
+        name = todo.pop()
+        seen.add(name)
+        ops |= {n.op for n in library[name].node_def}
+        todo |= called(library[name].node_def) - seen
+    return ops
+
+
+@pytest.mark.parametrize("name", ["ptpm", "tpm"])
+def test_serving_default_skips_the_distributional_decoding(name):
+    """serving_default is traced without the quantile search (LowerBound/UpperBound of
+    ptpm_tf.decoding); the distribution signature has it. A caller pays for what it asks."""
+    path = tiny_exports()[name]
+    search = {"LowerBound", "UpperBound"}
+    assert "MatMul" in _signature_ops(path, "serving_default")
+    assert not _signature_ops(path, "serving_default") & search
+    assert not _signature_ops(path, "regress") & search
+    assert search <= _signature_ops(path, "distribution")
 
 
 def test_describe_tree_hand_made():
@@ -283,6 +330,7 @@ def test_baseline_head_exports_generically(tmp_path):
     assert non_stock_ops(path) == set()
     info = json.loads((path / "assets.extra" / INFO_FILE).read_text())
     assert "tree" not in info and info["outputs"][0] == "watch_time"
+    assert set(info["signatures"]) == {"serving_default", "regress"}  # no distribution
     feats = run.model.encoder.raw_arrays(sample_rows(16))
     with tf.compat.v1.Session(graph=tf.Graph()) as sess:
         sig = tf.compat.v1.saved_model.load(sess, ["serve"], str(path)).signature_def[

@@ -168,8 +168,8 @@ def test_batch_scoring_writes_every_output_for_every_row(prepared_dir, streamed_
                                    expected["quantiles"], rtol=1e-4)
     assert "rows/s" in capsys.readouterr().out
     # a prepared directory: every row of every split, keyed by its row
-    assert main(["predict", "--run", str(out), "--input", str(prepared_dir), "--outputs",
-                 "lean", "--output", str(tmp_path / "all.parquet")]) == 0
+    assert main(["predict", "--run", str(out), "--input", str(prepared_dir), "--signature",
+                 "serving_default", "--output", str(tmp_path / "all.parquet")]) == 0
     got = pd.read_parquet(tmp_path / "all.parquet")
     np.testing.assert_array_equal(got[ROW].to_numpy(), np.arange(len(p)))
     assert "quantiles" not in got.columns and "watch_time" in got.columns

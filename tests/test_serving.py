@@ -45,11 +45,12 @@ def _features(n=16):
 
 
 def test_warmup_replayed_and_status(server, client):
-    assert server.repo._current["ptpm"].warmup_records == 4
+    # 1, 64 and 512 candidates on both Predict signatures, one Regress request
+    assert server.repo._current["ptpm"].warmup_records == 7
     assert client.status("ptpm") == {1: "AVAILABLE"}
     assert client.wait_ready("tpm", timeout=5) == 1
     sigs = client.metadata("ptpm")
-    assert set(sigs) == {"serving_default", "regress"}
+    assert set(sigs) == {"serving_default", "distribution", "regress"}
     assert sigs["regress"].method_name == "tensorflow/serving/regress"
 
 
@@ -57,6 +58,9 @@ def test_warmup_replayed_and_status(server, client):
 def test_predict_matches_keras(client, name):
     frame = sample_rows(24)
     served = client.predict_frame(name, frame)
+    dist = client.predict_frame(name, frame, signature="distribution")
+    assert not set(served) & set(dist)
+    served.update(dist)
     ref = _keras(name, tiny_runs()[name].model.encoder.raw_arrays(frame))
     assert set(served) == set(ref)
     for k in ref:
@@ -213,6 +217,17 @@ def test_cli_predict_and_loadtest(server, tmp_path, capsys):
     saved = json.loads(report.read_text())
     assert len(saved["results"]) == 4 and saved["settings"]["models"] == ["ptpm", "tpm"]
     assert "p99 ms" in report.with_suffix(".md").read_text()
+    capsys.readouterr()
+    rc = cli.main(["loadtest", "--server", server.address, "--name", "ptpm",
+                   "--signature", "distribution", "--batch-sizes", "4", "--concurrency", "1",
+                   "--requests", "3", "--warmup", "1", "--report", str(report)])
+    assert rc == 0
+    saved = json.loads(report.read_text())
+    assert saved["settings"]["signature"] == "distribution"
+    assert saved["results"][0]["errors"] == 0
+    assert cli.main(["loadtest", "--server", server.address, "--name", "ptpm",
+                     "--signature", "rank", "--requests", "1"]) == 2
+    assert "has no signature 'rank'" in capsys.readouterr().err
 
 
 def test_serving_config_files(tmp_path):
@@ -226,7 +241,8 @@ def test_serving_config_files(tmp_path):
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     serving = compose["services"]["serving"]
     tf_minor = ".".join(tf.__version__.split(".")[:2])
-    assert re.fullmatch(rf"tensorflow/serving:{re.escape(tf_minor)}\.\d+", serving["image"])
+    assert re.fullmatch(rf"tensorflow/serving:{re.escape(tf_minor)}\.\d+(@sha256:[0-9a-f]{{64}})?",
+                        serving["image"])
     flags = " ".join(serving["command"])
     assert "--model_config_file=/serving/models.config" in flags
     assert "--batching_parameters_file=/serving/batching_parameters.txt" in flags

@@ -246,7 +246,7 @@ def _score_phase(data_dir: str) -> dict:
     load_before = os.getloadavg()[0]
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     stats = score(Path(data_dir) / "prepared", Path(data_dir) / "scores.parquet",
-                  run=str(Path(data_dir) / "run"), outputs="lean", progress=False)
+                  run=str(Path(data_dir) / "run"), signature="serving_default", progress=False)
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     return {**stats,
             "cpu_seconds": round((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), 1),

@@ -1,15 +1,17 @@
 """Serving latency, PTPM against TPM, measured in one run (BENCHMARKS.md).
 
 In-process: each model's export is loaded through the TF1 session loader (TF Serving's
-SavedModelBundle path, :class:`~ptpm_tf.serving.test_server.Servable`) and
-``serving_default`` is run with all its outputs fetched, for 1, 64 and 512 candidates
-per request. The two models alternate call by call (the order flips every iteration), so
-the machine's background load hits both alike; the report gives p50/p99/mean and the
-PTPM/TPM ratios.
+SavedModelBundle path, :class:`~ptpm_tf.serving.test_server.Servable`) and both Predict
+signatures, ``serving_default`` and ``distribution``, are run with all their outputs
+fetched, for 1, 64 and 512 candidates per request. The four (model, signature) pairs
+alternate call by call (the order flips every iteration), so the machine's background
+load hits them alike; the report gives p50/p99/mean, the PTPM/TPM ratios of
+``serving_default`` and what a ``distribution`` call costs against a ``serving_default``
+one.
 
 With ``--grpc`` the same exports are also served by the PredictionService test server
 in a child process and measured with the load test (``ptpm-tf loadtest``) at the given
-concurrency levels.
+concurrency levels, once per signature.
 
     python -m ptpm_tf.serving.latency_bench --grpc          # trains PTPM and TPM briefly
     python -m ptpm_tf.serving.latency_bench --runs-dir runs/demo --grpc
@@ -34,6 +36,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 import ptpm_tf  # noqa: F401
+from ptpm_tf.export import DISTRIBUTION_SIGNATURE, SERVING_SIGNATURE
 
 MODELS = ("ptpm", "tpm")
 
@@ -60,40 +63,41 @@ def _models(args):
 
 
 def measure_in_process(paths: Dict[str, Path], frame, batch_sizes: Sequence[int],
-                       iters: int, warmup: int, encoder) -> List[dict]:
-    """p50/p99/mean latency (ms) of ``serving_default`` through the session loader,
-    models interleaved call by call."""
-    from ptpm_tf.export import SERVING_SIGNATURE
+                       iters: int, warmup: int, encoder,
+                       signatures: Sequence[str] = (SERVING_SIGNATURE,)) -> List[dict]:
+    """p50/p99/mean latency (ms) of each signature of each export through the session
+    loader, all (model, signature) pairs interleaved call by call (the order flips every
+    iteration), every output of the signature fetched."""
     from ptpm_tf.serving.test_server import Servable
     servables = {name: Servable(name, int(p.name), p) for name, p in paths.items()}
     for s in servables.values():
         s.warm_up()
-    names = list(servables)
+    keys = [(name, sig) for sig in signatures for name in servables]
     results = []
     for bs in batch_sizes:
         feeds = [encoder.raw_arrays(frame.sample(n=bs, replace=len(frame) < bs, random_state=k))
                  for k in range(8)]
         runners = {}
-        for name, s in servables.items():
-            sig = s.signatures[SERVING_SIGNATURE]
+        for name, sig_key in keys:
+            s = servables[name]
+            sig = s.signatures[sig_key]
             fetches = {k: v.name for k, v in sig.outputs.items()}
             prepared = [{sig.inputs[k].name: v for k, v in f.items()} for f in feeds]
-            runners[name] = (s.session, fetches, prepared)
-        times = {name: [] for name in names}
+            runners[(name, sig_key)] = (s.session, fetches, prepared)
+        times = {key: [] for key in keys}
         for i in range(warmup + iters):
-            order = names if i % 2 == 0 else names[::-1]
-            for name in order:
-                session, fetches, prepared = runners[name]
+            for key in (keys if i % 2 == 0 else keys[::-1]):
+                session, fetches, prepared = runners[key]
                 feed = prepared[i % len(prepared)]
                 t0 = time.perf_counter()
                 session.run(fetches, feed)
                 dt = time.perf_counter() - t0
                 if i >= warmup:
-                    times[name].append(dt * 1000.0)
-        for name in names:
-            t = np.array(times[name])
-            results.append({"model": name, "batch_size": bs, "iters": iters,
-                            "p50_ms": float(np.percentile(t, 50)),
+                    times[key].append(dt * 1000.0)
+        for name, sig_key in keys:
+            t = np.array(times[(name, sig_key)])
+            results.append({"model": name, "signature": sig_key, "batch_size": bs,
+                            "iters": iters, "p50_ms": float(np.percentile(t, 50)),
                             "p99_ms": float(np.percentile(t, 99)),
                             "mean_ms": float(t.mean())})
     for s in servables.values():
@@ -101,8 +105,11 @@ def measure_in_process(paths: Dict[str, Path], frame, batch_sizes: Sequence[int]
     return results
 
 
-def format_in_process(results: List[dict], num: str = "ptpm", den: str = "tpm") -> str:
-    """One row per (repeat, batch size), then per batch size the median over repeats."""
+def format_in_process(results: List[dict], num: str = "ptpm", den: str = "tpm",
+                      signature: str = SERVING_SIGNATURE) -> str:
+    """PTPM against TPM on one signature: one row per (repeat, batch size), then per
+    batch size the median over repeats."""
+    results = [r for r in results if r.get("signature", SERVING_SIGNATURE) == signature]
     by = {(r.get("repeat", 0), r["model"], r["batch_size"]): r for r in results}
     repeats = sorted({r.get("repeat", 0) for r in results})
     sizes = sorted({r["batch_size"] for r in results})
@@ -124,6 +131,27 @@ def format_in_process(results: List[dict], num: str = "ptpm", den: str = "tpm") 
             med = {k: float(np.median(v)) for k, v in ratios[bs].items()}
             lines.append(f"| **median** | {bs} | | | **{med['p50']:.3f}** | | | "
                          f"**{med['p99']:.3f}** | | |")
+    return "\n".join(lines)
+
+
+def format_signature_cost(results: List[dict], signature: str = DISTRIBUTION_SIGNATURE,
+                          base: str = SERVING_SIGNATURE) -> str:
+    """What a call of ``signature`` costs against one of ``base``, per model and batch
+    size: p50s (median over repeats) and the median over repeats of the p50 ratio."""
+    by = {(r.get("repeat", 0), r["model"], r.get("signature", base), r["batch_size"]): r
+          for r in results}
+    repeats = sorted({k[0] for k in by})
+    models = list(dict.fromkeys(r["model"] for r in results))
+    sizes = sorted({r["batch_size"] for r in results})
+    lines = [f"| model | candidates/request | {base} p50 ms | {signature} p50 ms "
+             f"| p50 {signature} / {base} |", "|---|---:|---:|---:|---:|"]
+    for name in models:
+        for bs in sizes:
+            a = [by[(rep, name, signature, bs)]["p50_ms"] for rep in repeats]
+            b = [by[(rep, name, base, bs)]["p50_ms"] for rep in repeats]
+            ratio = float(np.median([x / y for x, y in zip(a, b)]))
+            lines.append(f"| {name} | {bs} | {np.median(b):.3f} | {np.median(a):.3f} "
+                         f"| {ratio:.3f} |")
     return "\n".join(lines)
 
 
@@ -181,29 +209,34 @@ def main(argv: Optional[List[str]] = None) -> int:
     depth = models["ptpm"][0].head.depth
     print(f"exports: {', '.join(str(p) for p in paths.values())} (depth {depth})")
     model, frame = models["ptpm"]
+    signatures = (SERVING_SIGNATURE, DISTRIBUTION_SIGNATURE)
     in_process = []
     for rep in range(args.repeats):
         for r in measure_in_process(paths, frame, batch_sizes, args.iters, args.warmup,
-                                    model.encoder):
+                                    model.encoder, signatures):
             in_process.append({**r, "repeat": rep})
-    report = ["## In-process SavedModel latency (TF1 session loader, all outputs fetched)", "",
-              format_in_process(in_process)]
+    report = [f"## In-process SavedModel latency of {SERVING_SIGNATURE} (TF1 session loader, "
+              f"all its outputs fetched)", "", format_in_process(in_process), "",
+              f"## What the {DISTRIBUTION_SIGNATURE} signature costs (same run, interleaved)",
+              "", format_signature_cost(in_process)]
     print("\n".join(report))
     load = []
     if args.grpc:
         from ptpm_tf.serving.loadtest import format_report, run_loadtest
         proc, address = start_test_server(paths, Path(tmp.name))
         try:
-            cells = run_loadtest(address, ["ptpm", "tpm"], batch_sizes,
-                                 [int(x) for x in args.concurrency.split(",")],
-                                 requests=args.requests, warmup=20, rounds=2)
+            for sig in signatures:
+                cells = run_loadtest(address, ["ptpm", "tpm"], batch_sizes,
+                                     [int(x) for x in args.concurrency.split(",")],
+                                     requests=args.requests, warmup=20, rounds=2,
+                                     signature=sig)
+                load += [{**c.__dict__, "signature": sig} for c in cells]
+                report += ["", f"## gRPC load test of {sig} (PredictionService test server, "
+                               f"child process)", "", format_report(cells)]
+                print("\n".join(report[-3:]))
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-        load = [c.__dict__ for c in cells]
-        report += ["", "## gRPC load test (PredictionService test server, child process)", "",
-                   format_report(cells)]
-        print("\n".join(report[-3:]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"date": started.isoformat(timespec="seconds"), "cpus": os.cpu_count(),

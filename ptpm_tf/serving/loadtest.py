@@ -1,5 +1,6 @@
 """Load test against a PredictionService: latency percentiles and throughput per model,
-batch size (candidates per request) and concurrency (``ptpm-tf loadtest``).
+batch size (candidates per request) and concurrency (``ptpm-tf loadtest``), on one Predict
+signature (``serving_default`` unless told, e.g. ``distribution``).
 
 Requests are built before the clock starts (a small pool of distinct ones per batch size,
 features drawn from a given table or, by default, synthetic values of the signature's
@@ -128,7 +129,7 @@ def run_loadtest(server: str, names: Sequence[str], batch_sizes: Sequence[int] =
                  concurrency: Sequence[int] = (4,), requests: int = 200, warmup: int = 10,
                  rounds: int = 2, frame: Optional[pd.DataFrame] = None, seed: int = 0,
                  timeout: float = 30.0, ready_timeout: float = 120.0,
-                 log=print) -> List[CellResult]:
+                 log=print, signature: str = SERVING_SIGNATURE) -> List[CellResult]:
     """Measure every (model, batch size, concurrency) cell; see the module docstring."""
     if isinstance(concurrency, int):
         concurrency = (concurrency,)
@@ -141,11 +142,16 @@ def run_loadtest(server: str, names: Sequence[str], batch_sizes: Sequence[int] =
         sigs = {}
         for name in names:
             version = client.wait_ready(name, timeout=ready_timeout)
-            sigs[name] = client.metadata(name)[SERVING_SIGNATURE]
+            available = client.metadata(name)
+            if signature not in available:
+                raise ValueError(f"model {name!r} has no signature {signature!r} "
+                                 f"(it has {sorted(available)})")
+            sigs[name] = available[signature]
             if log:
                 log(f"{name}: version {version} available at {server}")
         for bs in batch_sizes:
-            pools = {name: build_requests(name, sigs[name], bs, frame=frame, seed=seed + bs)
+            pools = {name: build_requests(name, sigs[name], bs, frame=frame, seed=seed + bs,
+                                          signature=signature)
                      for name in names}
             for conc in concurrency:
                 acc = {name: ([], 0.0, 0, None) for name in names}
