@@ -9,7 +9,7 @@ import pandas as pd
 import tensorflow as tf
 
 from ptpm_tf import metrics as M
-from ptpm_tf.data.dataset import LABEL, ORACLE_MEAN, ORACLE_MEDIAN, USER, Dataset
+from ptpm_tf.data.dataset import DURATION, LABEL, ORACLE_MEAN, ORACLE_MEDIAN, USER, Dataset
 from ptpm_tf.data.pipeline import feature_batches
 from ptpm_tf.decoding import DECODERS
 from ptpm_tf.heads import TreeHead
@@ -96,7 +96,8 @@ def evaluate_prepared(model: WatchTimeModel, prepared, part: str, model_name: st
         if diagnostics and tree:
             pick = batch[ROW].numpy() % stride == 0
             logits.append(pred["cls_logits"][pick])
-            leaves.append(head.targets(pd.DataFrame({LABEL: y[pick]}))["leaf"])
+            labels = {c: batch[c].numpy()[pick] for c in (LABEL, DURATION) if c in batch}
+            leaves.append(head.targets(pd.DataFrame(labels))["leaf"])
     cat = {k: np.concatenate(v) for k, v in kept.items()}
     y, users = cat.pop("y"), cat.pop("user")
     oracle = (cat.pop("oracle_median"), cat.pop("oracle_mean")) if prepared.has_oracle else None
