@@ -88,6 +88,7 @@ class ServingModule(tf.Module):
         self.lean = lean
         self.output_names = ("watch_time", *model.head.output_names)
         self.input_specs = model.encoder.input_signature()
+        self.numeric = tuple(model.encoder.numeric)
         self.serve = tf.function(self._serve, input_signature=[self.input_specs])
         self.regress = tf.function(self._regress, input_signature=[
             tf.TensorSpec([None], tf.string, name=REGRESS_INPUT)])
@@ -101,7 +102,8 @@ class ServingModule(tf.Module):
         return {k: decoded[k] for k in self.output_names if k in decoded}
 
     def _serve(self, features):
-        return self._outputs(features)
+        return checked_outputs(self._outputs(checked_inputs(features, self.numeric)),
+                               features)
 
     def example_spec(self) -> Dict[str, tf.io.FixedLenFeature]:
         """``tf.io.parse_example`` spec of the regress signature: categorical features are
@@ -115,8 +117,11 @@ class ServingModule(tf.Module):
         return spec
 
     def _regress(self, inputs):
-        features = tf.io.parse_example(inputs, self.example_spec())
-        return {REGRESS_OUTPUT: self.model(features, training=False)["watch_time"]}
+        features = checked_inputs(tf.io.parse_example(inputs, self.example_spec()),
+                                  self.numeric)
+        watch_time = checked_outputs(
+            {"watch_time": self.model(features, training=False)["watch_time"]}, features)
+        return {REGRESS_OUTPUT: watch_time["watch_time"]}
 
     def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
         sigs = {SERVING_SIGNATURE: self.serve.get_concrete_function(),
@@ -140,6 +145,54 @@ class ServingModule(tf.Module):
             if id(handle) in captured:
                 keep.append(obj)
         self.captured_state = keep
+
+
+# -- validation at the serving boundary ------------------------------------------------------
+
+#: ``p_complete`` where the request's duration is missing (NaN): no completion without a length
+P_COMPLETE_UNKNOWN = -1.0
+
+
+def checked_inputs(features: Mapping[str, tf.Tensor], numeric: Sequence[str]
+                   ) -> Dict[str, tf.Tensor]:
+    """The request's features, computed only after every numeric input is checked: an
+    ``inf`` or ``-inf`` fails the request with INVALID_ARGUMENT naming the input. NaN is
+    the documented "missing" and passes. Stock ops only (``Assert``), so TF Serving
+    answers exactly as the test server does.
+
+    Rejected rather than read as missing, because the loaders drop an infinite value as
+    bad data (a training row never carried one as "missing"), and an overflowed number is
+    a client bug that an answer would hide."""
+    checks = [tf.debugging.Assert(
+        tf.reduce_all(tf.math.logical_not(tf.math.is_inf(features[name]))),
+        [f"input \"{name}\" holds inf or -inf: send finite numbers, NaN for a missing "
+         f"value"], name=f"check_input_{name}") for name in numeric if name in features]
+    if not checks:
+        return dict(features)
+    with tf.control_dependencies(checks):
+        return {k: tf.identity(v) for k, v in features.items()}
+
+
+def checked_outputs(outputs: Mapping[str, tf.Tensor], features: Mapping[str, tf.Tensor]
+                    ) -> Dict[str, tf.Tensor]:
+    """The outputs, never NaN with an OK status: ``p_complete`` is
+    :data:`P_COMPLETE_UNKNOWN` where the duration is missing, and any other non-finite
+    float output (finite inputs far outside the training range can overflow the tower)
+    fails the request with INVALID_ARGUMENT naming the output."""
+    out = dict(outputs)
+    if "p_complete" in out and "duration" in features:
+        out["p_complete"] = tf.where(tf.math.is_nan(features["duration"]),
+                                     tf.constant(P_COMPLETE_UNKNOWN, out["p_complete"].dtype),
+                                     out["p_complete"])
+    checks = [tf.debugging.Assert(
+        tf.reduce_all(tf.math.is_finite(v)),
+        [f"output \"{k}\" is not finite for these inputs (numeric inputs far outside "
+         f"the training range?)"], name=f"check_output_{k}")
+        for k, v in out.items() if v.dtype.is_floating]
+    if not checks:
+        return out
+    with tf.control_dependencies(checks):
+        return {k: tf.identity(v) for k, v in out.items()}
 
 
 # -- sample inputs (warm-up, load tests) ---------------------------------------------------
