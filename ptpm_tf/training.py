@@ -131,7 +131,7 @@ def check_config(config: TrainConfig) -> None:
     split = tuple(config.split)
     if len(split) != 3 or not all(isinstance(f, numbers.Real) and math.isfinite(f) and f > 0
                                   for f in split) or abs(sum(split) - 1.0) > 1e-6:
-        raise ValueError(f"split must be three positive fractions summing to 1 "
+        raise ValueError(f"split fractions must be three positive numbers summing to 1 "
                          f"(train,validation,test), got {','.join(map(str, split))}")
 
 
