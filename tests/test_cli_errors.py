@@ -6,6 +6,7 @@ data, and that a rejected command leaves nothing that blocks its correction.
 Each case is run in-process through ``cli.main`` on a tiny KuaiRec-format file."""
 import gzip
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -302,3 +303,54 @@ def test_undefined_metrics_are_null_in_strict_json(capsys, tmp_path):
                            "--json", tmp_path / "eval.json")
     assert code == 0, err
     assert _strict((tmp_path / "eval.json").read_text())["xauc"] is None
+
+
+# ------------------------------------------------------------------- resume bookkeeping
+
+def test_mid_epoch_resume_keeps_the_epoch_whole(tmp_path):
+    """After a resume in the middle of an epoch, that epoch's history entry used to cover
+    only the resumed steps, and ``train_seconds`` only the rerun."""
+    import tensorflow as tf
+    from ptpm_tf.training import TrainConfig, train
+
+    class Crash(Exception):
+        pass
+
+    class CrashAt(tf.keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if int(self.model.optimizer.iterations.numpy()) >= 17:
+                raise Crash()
+
+    class StepsPerEpoch(tf.keras.callbacks.Callback):
+        """The training loss mean's count after each epoch's last step: the steps that
+        epoch's history entry covers (validation resets the means before the epoch ends)."""
+        counts = {}
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.counts[self.epoch] = int(self.model.loss_trackers["loss"].count.numpy())
+
+        def on_train_begin(self, logs=None):
+            self.started = time.perf_counter()
+
+        def on_train_end(self, logs=None):
+            self.seconds = time.perf_counter() - self.started
+
+    # 2400 training rows in batches of 240: 10 steps per epoch; backups every 4 steps
+    config = TrainConfig(model="tpm", rows=3000, depth=3, batch_size=240, epochs=3,
+                         patience=5, backup_every=4)
+    out = tmp_path / "run"
+    with pytest.raises(Crash):
+        train(config, out, verbose=0, callbacks=[CrashAt()])
+    progress = out / "backup" / "progress"
+    with np.load(progress / "running-16.npz") as saved:  # the backup in force: step 16
+        assert int(saved["epoch"]) == 1
+        seconds_before = float(saved["seconds"])
+    counter = StepsPerEpoch()
+    run = train(config, out, verbose=0, callbacks=[counter])
+    assert run.metrics["optimizer_steps"] == 30
+    assert counter.counts == {1: 10, 2: 10}  # epoch 1: 6 steps before the crash, 4 after
+    assert run.metrics["train_seconds"] >= round(seconds_before + counter.seconds, 2) - 0.01
+    assert len(run.history["loss"]) == 3

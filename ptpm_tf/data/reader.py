@@ -21,10 +21,12 @@ Python loop over rows. Single-threaded parsing keeps the line numbers of malform
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
 import os
+import sys
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -240,12 +242,17 @@ def read_csv(path, columns: Sequence[Column], *, sep: str = ",", rows: Optional[
     conv_opts = pv.ConvertOptions(include_columns=names,
                                   column_types={n: pa.string() for n in names},
                                   strings_can_be_null=False, quoted_strings_can_be_null=False)
+    handler_errors: List[BaseException] = []
     try:
-        stream = pv.open_csv(path, read_options=read_opts, parse_options=parse_opts,
-                             convert_options=conv_opts)
-        batches, n = _take_rows(stream, rows)
-        table = pa.Table.from_batches(batches, schema=stream.schema)
+        with _handler_errors_caught(handler_errors):
+            stream = pv.open_csv(path, read_options=read_opts, parse_options=parse_opts,
+                                 convert_options=conv_opts)
+            batches, n = _take_rows(stream, rows)
+            table = pa.Table.from_batches(batches, schema=stream.schema)
     except pa.ArrowInvalid as e:
+        if any(isinstance(x, UnicodeDecodeError) for x in handler_errors):
+            raise DataError(f"a malformed row holds bytes that are not {encoding} text, so "
+                            f"it cannot be skipped and counted: {e}", file=path) from None
         raise DataError(f"cannot parse the CSV: {e}", file=path) from None
 
     bad = np.array([s[0] for s in skipped], dtype=np.int64)
@@ -270,6 +277,19 @@ def read_csv(path, columns: Sequence[Column], *, sep: str = ",", rows: Optional[
         raise DataError("no data rows after the header", file=path, row=2 + len(skipped))
     return _convert({c: table.column(h) for c, h in found.items()}, lines, path,
                     report=report, strict=strict, header_names=found, firsts=firsts)
+
+
+@contextlib.contextmanager
+def _handler_errors_caught(caught: List[BaseException]):
+    """Collect what the parser's invalid-row callback raised instead of printing it:
+    Arrow decodes a malformed row's text before the callback runs and reports a failure
+    through ``sys.unraisablehook`` (a traceback on stderr), then fails the parse."""
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda info: caught.append(info.exc_value)
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
 
 
 def _record_lines(n: int, skipped_lines: np.ndarray) -> np.ndarray:

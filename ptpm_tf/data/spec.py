@@ -137,6 +137,8 @@ def read_spec(path) -> DatasetSpec:
                         row=mark.line + 1 if mark is not None else None,
                         column=f"character {mark.column + 1}" if mark is not None else None
                         ) from None
+    except (ValueError, TypeError, RecursionError) as e:  # a value YAML cannot build
+        raise DataError(f"not valid YAML/JSON: {e}", file=str(path)) from None
     return spec_from_dict(raw, source=path)
 
 
