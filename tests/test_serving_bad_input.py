@@ -151,6 +151,17 @@ def test_checks_are_stock_ops():
 FLOATS = st.floats(width=32, allow_nan=True, allow_infinity=True)
 
 
+def recast(values, dtype):
+    """``values`` as another dtype a tensor proto can hold (text <-> numbers too)."""
+    values = np.asarray(values)
+    if dtype is object:
+        return np.array([str(v).encode() for v in values.reshape(-1)],
+                        dtype=object).reshape(values.shape)
+    if values.dtype == object:
+        return np.zeros(values.shape, dtype)
+    return values.astype(dtype)
+
+
 @st.composite
 def malformed_requests(draw):
     """A valid request for n rows with 1-3 random defects: missing, extra or renamed
@@ -161,6 +172,7 @@ def malformed_requests(draw):
     feats = features(max(n, 1))
     inputs = {k: (v[:n] if n else v[:0]) for k, v in feats.items()}
     name, signature, output_filter = "ptpm", "serving_default", []
+    truncate = {}
     numeric = [k for k, v in inputs.items() if v.dtype == np.float32]
     ids = [k for k in inputs if k not in numeric]
     for _ in range(draw(st.integers(1, 3))):
@@ -180,21 +192,18 @@ def malformed_requests(draw):
         elif kind == "extra":
             inputs[draw(st.text(min_size=1, max_size=30))] = np.zeros(n, np.float32)
         elif kind == "dtype" and key:
-            inputs[key] = np.asarray(inputs[key]).astype(
-                draw(st.sampled_from([np.float64, np.int32, np.float32, np.int64, object])))
+            inputs[key] = recast(inputs[key], draw(st.sampled_from(
+                [np.float64, np.int32, np.float32, np.int64, object])))
         elif kind == "rank" and key:
             inputs[key] = draw(st.sampled_from([
                 np.asarray(inputs[key]).reshape(-1, 1), np.float32(1.0),
                 np.zeros((n, 2), np.float32)]))
         elif kind == "batch" and key:
-            inputs[key] = np.concatenate([inputs[key], inputs[key][:1]]) if n else \
-                np.zeros(2, np.asarray(inputs[key]).dtype)
+            values = np.atleast_1d(inputs[key])
+            inputs[key] = np.concatenate([values, values[:1]]) if len(values) else \
+                np.zeros(2, values.dtype)
         elif kind == "truncate" and key:
-            proto = tf.make_tensor_proto(inputs[key])
-            if proto.tensor_content:
-                proto.tensor_content = proto.tensor_content[:draw(st.integers(
-                    0, max(len(proto.tensor_content) - 1, 0)))]
-            inputs[key] = proto
+            truncate[key] = draw(st.floats(0.0, 0.99))
         elif kind == "model":
             name = draw(st.sampled_from(["tpm", "nope", "", "p" * 9000]))
         elif kind == "signature":
@@ -206,6 +215,13 @@ def malformed_requests(draw):
             signature = "regress"
             inputs = {"inputs": np.array(draw(st.lists(st.binary(max_size=60), min_size=1,
                                                        max_size=4)), dtype=object)}
+    for key, share in truncate.items():  # last: the other defects edit arrays
+        if key in inputs:
+            proto = tf.make_tensor_proto(inputs[key])
+            if proto.tensor_content:
+                proto.tensor_content = proto.tensor_content[:int(share * len(
+                    proto.tensor_content))]
+            inputs[key] = proto
     return inputs, name, signature, output_filter
 
 
