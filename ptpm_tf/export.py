@@ -32,6 +32,12 @@ only a ``.tmp-export-*`` directory, which servers ignore and the next export rem
 
 Only stock TensorFlow ops end up in the graph (lookups are static hash tables, the tree
 math is matmuls): :func:`graph_ops` lists them, and the tests check them.
+
+**Bad requests** are checked inside the graph, so every server answers alike: both
+signatures run :func:`checked_inputs` (an ``inf`` numeric input fails the request with
+INVALID_ARGUMENT naming it; NaN stays "missing") and :func:`checked_outputs`
+(``p_complete`` is :data:`P_COMPLETE_UNKNOWN` where the duration is missing, and a
+non-finite output fails the request): no output is NaN with status OK.
 """
 from __future__ import annotations
 
