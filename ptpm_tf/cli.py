@@ -317,7 +317,10 @@ def _model_names(values) -> list:
 
 
 def _rpc_error(err) -> int:
-    print(f"ptpm-tf: error: server answered {err.code().name}: {err.details()}", file=sys.stderr)
+    """A server's error status (its message may span lines): one line, exit status 1."""
+    from ptpm_tf.data.dataset import one_line
+    print(f"ptpm-tf: error: server answered {err.code().name}: {one_line(err.details() or '')}",
+          file=sys.stderr)
     return 1
 
 
@@ -516,11 +519,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="simulator", help="dataset name (default simulator)")
     p.add_argument("--data-dir", help="folder holding the dataset's files")
     p.add_argument("--spec", help="dataset spec for --dataset csv")
-    p.add_argument("--rows", type=_positive_int, help="rows to generate (simulator) or read at most")
+    p.add_argument("--rows", type=_positive_int,
+                   help="rows to generate (simulator) or read at most")
     p.add_argument("--models", default="mse,wlr,d2q,or,dml,cread,tpm,ptpm",
                    help="comma-separated models (default: all eight of Table 2)")
-    p.add_argument("--seeds", type=_positive_int, default=3, help="seeds 0..K-1 (data draw, split, init)")
-    p.add_argument("--depth", type=_positive_int, default=6, help="global tree depth of the main tables")
+    p.add_argument("--seeds", type=_positive_int, default=3,
+                   help="seeds 0..K-1 (data draw, split, init)")
+    p.add_argument("--depth", type=_positive_int, default=6,
+                   help="global tree depth of the main tables")
     p.add_argument("--depths", default="2,3,4,5,6,7,8",
                    help="global depths of the Fig. 8 sweep (PTPM and w/o TSL); 'none' skips it")
     p.add_argument("--depth-seeds", type=_positive_int, default=1, help="seeds of the depth sweep")

@@ -221,7 +221,8 @@ def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
                              batch_size=max(config.batch_size, 4096))
     stop = ResumableEarlyStopping(
         progress_dir=backup.progress_dir if backup is not None else None, writer=writer,
-        max_epochs=config.epochs, save_freq=config.backup_every, monitor=config.monitor, patience=config.patience,
+        max_epochs=config.epochs, save_freq=config.backup_every, monitor=config.monitor,
+        patience=config.patience,
         mode="max" if "xauc" in config.monitor else "min", restore_best_weights=True)
     fit_callbacks = [stop]
     if backup is not None:

@@ -245,6 +245,11 @@ def test_train_reports_its_load(dirty_run, capsys):
     assert any("row 12" in e for e in report["examples"].values())  # rows[10] is line 12
 
 
+def test_the_simulator_reports_its_rows():
+    report = load_dataset("simulator", rows=500).report
+    assert report.rows_read == report.rows_kept == 500 and not report.dropped
+
+
 def test_train_prints_its_load(capsys, tmp_path):
     rows = kuairec_rows(200)
     rows[5] = "1,2,3"

@@ -90,7 +90,8 @@ def _names(names: Sequence[str]) -> str:
 def _clip(message: str) -> str:
     if len(message) <= MAX_STATUS_MESSAGE:
         return message
-    return message[:MAX_STATUS_MESSAGE] + f"... ({len(message) - MAX_STATUS_MESSAGE} more characters)"
+    cut = len(message) - MAX_STATUS_MESSAGE
+    return f"{message[:MAX_STATUS_MESSAGE]}... ({cut} more characters)"
 
 
 def _dtype_name(enum: int) -> str:
