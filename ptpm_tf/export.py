@@ -159,6 +159,15 @@ class ServingModule(tf.Module):
 P_COMPLETE_UNKNOWN = -1.0
 
 
+def _check(ok: tf.Tensor, names: Sequence[str], what: str, hint: str, name: str):
+    """One ``Assert`` that fails with ``what`` and the names whose entry of ``ok`` [k] is
+    false, e.g. ``[input(s) holding inf or -inf:] [duration] [...]`` (one op for all of
+    them: every op on the serving path costs latency)."""
+    bad = tf.boolean_mask(tf.constant(list(names)), tf.logical_not(ok))
+    return tf.debugging.Assert(tf.reduce_all(ok), [what, bad, hint], summarize=len(names),
+                               name=name)
+
+
 def checked_inputs(features: Mapping[str, tf.Tensor], numeric: Sequence[str]
                    ) -> Dict[str, tf.Tensor]:
     """The request's features, computed only after every numeric input is checked: an
@@ -169,13 +178,14 @@ def checked_inputs(features: Mapping[str, tf.Tensor], numeric: Sequence[str]
     Rejected rather than read as missing, because the loaders drop an infinite value as
     bad data (a training row never carried one as "missing"), and an overflowed number is
     a client bug that an answer would hide."""
-    checks = [tf.debugging.Assert(
-        tf.reduce_all(tf.math.logical_not(tf.math.is_inf(features[name]))),
-        [f"input \"{name}\" holds inf or -inf: send finite numbers, NaN for a missing "
-         f"value"], name=f"check_input_{name}") for name in numeric if name in features]
-    if not checks:
+    names = [name for name in numeric if name in features]
+    if not names:
         return dict(features)
-    with tf.control_dependencies(checks):
+    finite_or_nan = tf.logical_not(tf.reduce_any(tf.math.is_inf(
+        tf.stack([features[name] for name in names], axis=1)), axis=0))
+    check = _check(finite_or_nan, names, "input(s) holding inf or -inf:",
+                   "send finite numbers, NaN for a missing value", "check_inputs")
+    with tf.control_dependencies([check]):
         return {k: tf.identity(v) for k, v in features.items()}
 
 
@@ -190,14 +200,14 @@ def checked_outputs(outputs: Mapping[str, tf.Tensor], features: Mapping[str, tf.
         out["p_complete"] = tf.where(tf.math.is_nan(features["duration"]),
                                      tf.constant(P_COMPLETE_UNKNOWN, out["p_complete"].dtype),
                                      out["p_complete"])
-    checks = [tf.debugging.Assert(
-        tf.reduce_all(tf.math.is_finite(v)),
-        [f"output \"{k}\" is not finite for these inputs (numeric inputs far outside "
-         f"the training range?)"], name=f"check_output_{k}")
-        for k, v in out.items() if v.dtype.is_floating]
-    if not checks:
+    names = [k for k, v in out.items() if v.dtype.is_floating]
+    if not names:
         return out
-    with tf.control_dependencies(checks):
+    finite = tf.stack([tf.reduce_all(tf.math.is_finite(out[k])) for k in names])
+    check = _check(finite, names, "non-finite output(s):",
+                   "for these inputs (numeric inputs far outside the training range?)",
+                   "check_outputs")
+    with tf.control_dependencies([check]):
         return {k: tf.identity(v) for k, v in out.items()}
 
 
