@@ -30,6 +30,15 @@ def _regress_unchecked(self, inputs):
     return {export.REGRESS_OUTPUT: self.model(features, training=False)["watch_time"]}
 
 
+def _node_count(path: Path) -> int:
+    """Nodes of the SavedModel's graph and function library (both signatures)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    sm = saved_model_pb2.SavedModel()
+    sm.ParseFromString((path / "saved_model.pb").read_bytes())
+    return sum(len(mg.graph_def.node) + sum(len(f.node_def) for f in mg.graph_def.library.function)
+               for mg in sm.meta_graphs)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=20_000)
@@ -56,6 +65,7 @@ def main() -> None:
         module._serve, module._regress = checked
     assert "Assert" in export.graph_ops(paths["checked"])
     assert "Assert" not in export.graph_ops(paths["unchecked"])
+    print("graph nodes: " + ", ".join(f"{k} {_node_count(v)}" for k, v in paths.items()))
     sizes = [int(x) for x in args.batch_sizes.split(",")]
     results = []
     for rep in range(args.repeats):

@@ -137,6 +137,36 @@ def test_huge_names_get_their_own_status(stub, where):
     assert len(details) < 3000
 
 
+def test_a_non_finite_output_fails_the_call_through_the_session_loader(tmp_path):
+    """The output check gates nothing (automatic control dependencies run it): a
+    SavedModel served by TF Serving's loader path still fails the call, naming the
+    output, instead of answering NaN or inf."""
+    from ptpm_tf.export import checked_inputs, checked_outputs
+    from ptpm_tf.serving.test_server import Servable
+
+    class Module(tf.Module):
+        @tf.function(input_signature=[{"x": tf.TensorSpec([None], tf.float32, name="x")}])
+        def serve(self, features):
+            checked = checked_inputs(features, ["x"])
+            return checked_outputs({"y": tf.exp(checked["x"]), "n": tf.shape(checked["x"])},
+                                   checked)
+
+    module = Module()
+    tf.saved_model.save(module, str(tmp_path / "1"),
+                        signatures={"serving_default": module.serve.get_concrete_function()})
+    servable = Servable("m", 1, tmp_path / "1")
+    try:
+        sig = servable.signatures["serving_default"]
+        out = servable.run(sig, {"x": np.array([0.0, 1.0], np.float32)}, ["y"])
+        np.testing.assert_allclose(out["y"], [1.0, np.e], rtol=1e-6)
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"non-finite output\(s\):\] \[y\]"):
+            servable.run(sig, {"x": np.array([0.0, 100.0], np.float32)}, ["y"])
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"inf or -inf:\] \[x\]"):
+            servable.run(sig, {"x": np.array([np.inf], np.float32)}, ["n"])
+    finally:
+        servable.close()
+
+
 def test_checks_are_stock_ops():
     """The checks are ``Assert`` ops: TF Serving runs them as the test server does."""
     from ptpm_tf.export import graph_ops
