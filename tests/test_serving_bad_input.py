@@ -77,7 +77,8 @@ def test_infinite_numeric_input_is_invalid_argument_naming_it(stub, column, valu
     feats[column][2] = value
     for code, details in (predict(stub, feats), regress(stub, feats)):
         assert code == INVALID, details
-        assert f"[input(s) holding inf or -inf:] [{column}]" in details, details
+        shown = details.split("[input(s) holding inf or -inf:] [")[1].split("]")[0]
+        assert shown.split() == [column], details
 
 
 def test_missing_duration_gives_p_complete_unknown(stub):
@@ -159,7 +160,8 @@ def test_a_non_finite_output_fails_the_call_through_the_session_loader(tmp_path)
         sig = servable.signatures["serving_default"]
         out = servable.run(sig, {"x": np.array([0.0, 1.0], np.float32)}, ["y"])
         np.testing.assert_allclose(out["y"], [1.0, np.e], rtol=1e-6)
-        with pytest.raises(tf.errors.InvalidArgumentError, match=r"non-finite output\(s\):\] \[y\]"):
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=r"non-finite output\(s\):\] \[y\]"):
             servable.run(sig, {"x": np.array([0.0, 100.0], np.float32)}, ["y"])
         with pytest.raises(tf.errors.InvalidArgumentError, match=r"inf or -inf:\] \[x\]"):
             servable.run(sig, {"x": np.array([np.inf], np.float32)}, ["n"])
