@@ -189,7 +189,10 @@ class ResumableEarlyStopping(tf.keras.callbacks.EarlyStopping):
         d = self.progress_dir
         d.mkdir(parents=True, exist_ok=True)
         step = int(self.model.optimizer.iterations.numpy())
-        values = [v.numpy() for m in self.model.metrics for v in m.variables]
+        # reading a replica-local metric under several replicas is a collective that only
+        # this (the chief's) callback would join: keep the time only
+        values = ([] if self.model.distribute_strategy.num_replicas_in_sync > 1 else
+                  [v.numpy() for m in self.model.metrics for v in m.variables])
         buf = io.BytesIO()
         np.savez(buf, epoch=self._epoch, seconds=self.train_seconds,
                  **{f"m{i}": v for i, v in enumerate(values)})
