@@ -1,6 +1,9 @@
-"""``ptpm-tf``: the command line (DESIGN.md section 8).
+"""``ptpm-tf``: the command line.
 
-Exit status 0 on success; on bad input, a one-line reason on stderr and status 2.
+Exit status 0 on success. Every expected failure (bad data, bad flags, a bad run
+directory, an unreadable file) is one line on stderr, naming the file, row and column
+where one applies, and status 2; only a bug prints a traceback. ``--debug`` (before or
+after the command) also prints the traceback of an expected failure.
 """
 from __future__ import annotations
 
@@ -8,12 +11,42 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import List, Optional
 
+from ptpm_tf import strict_json
 from ptpm_tf.data.registry import DATASETS
 
 MODEL_NAMES = ("ptpm", "tpm", "mse", "wlr", "d2q", "or", "dml", "cread")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (the usage is in ``--help``)."""
+
+    def error(self, message):
+        from ptpm_tf.data.dataset import one_line
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -21,18 +54,20 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                    help="dataset format (default: the built-in simulator)")
     p.add_argument("--data-dir", help="folder holding the dataset's files")
     p.add_argument("--spec", help="dataset spec (YAML/JSON) for --dataset csv")
-    p.add_argument("--rows", type=int, help="rows to generate (simulator) or read at most")
+    p.add_argument("--rows", type=_positive_int,
+                   help="rows to generate (simulator) or read at most")
     p.add_argument("--seed", type=int, default=0, help="seed for data, split and training")
     p.add_argument("--strict", action="store_true",
                    help="fail on the first malformed row instead of dropping and counting it")
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--depth", type=int, default=6, help="global tree depth D (2^D leaves)")
-    p.add_argument("--epochs", type=int, default=10, help="maximum epochs")
-    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--depth", type=_positive_int, default=6,
+                   help="global tree depth D (2^D leaves)")
+    p.add_argument("--epochs", type=_positive_int, default=10, help="maximum epochs")
+    p.add_argument("--batch-size", type=_positive_int, default=1024)
     p.add_argument("--learning-rate", type=float, default=2e-3)
-    p.add_argument("--patience", type=int, default=2,
+    p.add_argument("--patience", type=_non_negative_int, default=2,
                    help="early-stopping patience in epochs, on the validation split")
     p.add_argument("--monitor", default="val_mae", choices=("val_mae", "val_loss"),
                    help="validation quantity early stopping watches")
@@ -42,7 +77,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="tf.distribute strategy: one device, the local devices (mirrored), or "
                         "the workers of TF_CONFIG (multi_worker); --batch-size is the global "
                         "batch (see docs/distributed.md)")
-    p.add_argument("--backup-every", type=int, metavar="STEPS",
+    p.add_argument("--backup-every", type=_positive_int, metavar="STEPS",
                    help="back up training every STEPS steps (default: every epoch); a killed "
                         "run resumes from its last backup when rerun with the same command")
     g = p.add_argument_group("PTPM settings (tree models)")
@@ -122,7 +157,10 @@ def _train_config(args, model: str):
     try:
         split = tuple(float(x) for x in args.split.split(","))
     except ValueError:
-        raise SystemExit(f"ptpm-tf: --split must be three comma-separated numbers, got {args.split!r}")
+        split = ()
+    if len(split) != 3:
+        raise ValueError(f"--split must be three comma-separated fractions "
+                         f"(train,validation,test), got {args.split!r}")
     return TrainConfig(model=model, preset=args.preset, dataset=args.dataset,
                        data_dir=args.data_dir,
                        spec=args.spec, rows=args.rows, strict=args.strict, seed=args.seed,
@@ -146,7 +184,7 @@ def _prepared_dir(args) -> Optional[str]:
 
 def cmd_simulate(args) -> int:
     from ptpm_tf.data.simulator import simulate, write_simulation
-    ds = simulate(rows=args.rows or 100_000, seed=args.seed)
+    ds = simulate(rows=args.rows, seed=args.seed)
     csv_path, spec_path = write_simulation(ds, Path(args.out))
     print(f"wrote {len(ds)} rows to {csv_path}\nspec: {spec_path}")
     return 0
@@ -160,6 +198,8 @@ def cmd_train(args) -> int:
     out = Path(args.out or f"runs/{args.model}-{args.dataset}-s{args.seed}")
     logdir = Path(args.logdir) if args.logdir else out / TENSORBOARD_DIR
     run = train_selected(config, out, logdir=logdir)  # = train, plus CREAD's search of a
+    if hasattr(run.dataset, "report"):  # a streamed run's load report is in metrics.json
+        print(f"data: {run.dataset.report.summary()}")
     if "selection" in run.metrics:
         print(f"chosen on the validation split: {run.metrics['selection']['chosen']}")
     print(format_table(decoder_rows([run.metrics]),
@@ -188,7 +228,7 @@ def cmd_evaluate(args) -> int:
     result["split"] = args.split
     print(format_table(decoder_rows([result]), result if "oracle_mae" in result else None))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        Path(args.json).write_text(strict_json.dumps(result, indent=2))
         print(f"metrics written to {args.json}")
     if args.calibration:
         from ptpm_tf.calibration import calibration_report, write_calibration
@@ -310,7 +350,10 @@ def _model_names(values) -> list:
 
 
 def _rpc_error(err) -> int:
-    print(f"ptpm-tf: error: server answered {err.code().name}: {err.details()}", file=sys.stderr)
+    """A server's error status (its message may span lines): one line, exit status 1."""
+    from ptpm_tf.data.dataset import one_line
+    print(f"ptpm-tf: error: server answered {err.code().name}: {one_line(err.details() or '')}",
+          file=sys.stderr)
     return 1
 
 
@@ -389,7 +432,7 @@ def cmd_predict(args) -> int:
                                     node_value=tree.get("node_value"),
                                     scale=label_unit(tree, duration) if tree else 1.0))
     if args.output:
-        Path(args.output).write_text(json.dumps({k: v.tolist() for k, v in out.items()}))
+        Path(args.output).write_text(strict_json.dumps({k: v.tolist() for k, v in out.items()}))
         print(f"outputs written to {args.output}")
     return 0
 
@@ -481,13 +524,14 @@ def _add_serving_parsers(sub) -> None:
     p.add_argument("--run", help="score offline with this run's model (no server)")
     p.add_argument("--export", help="score offline with this SavedModel (a version "
                                     "directory, or EXPORT_DIR/NAME for its newest version)")
-    p.add_argument("--batch-size", type=int, default=8192, help="rows per model call (offline)")
+    p.add_argument("--batch-size", type=_positive_int, default=8192,
+                   help="rows per model call (offline)")
     p.add_argument("--signature",
                    help="serving_default (point prediction and tree outputs; the default "
                         "with --server and --export) or distribution (tree models: "
                         "quantiles, median, p_complete); offline with --run the default is "
                         "every output of the model")
-    p.add_argument("--rows", type=int, help="send only the first N rows")
+    p.add_argument("--rows", type=_positive_int, help="send only the first N rows")
     p.add_argument("--tree", type=int, nargs="?", const=1, default=0, metavar="K",
                    help="print the personalised tree of the first K candidates (default 1)")
     p.add_argument("--export-dir", help="local model repository, to print the tree's label "
@@ -509,9 +553,9 @@ def _add_serving_parsers(sub) -> None:
                    help="the Predict signature to call (e.g. distribution)")
     p.add_argument("--batch-sizes", default="1,64,512", help="candidates per request")
     p.add_argument("--concurrency", default="4", help="concurrent requests (comma list ok)")
-    p.add_argument("--requests", type=int, default=500, help="timed requests per cell")
-    p.add_argument("--warmup", type=int, default=20, help="untimed requests per cell")
-    p.add_argument("--rounds", type=int, default=2,
+    p.add_argument("--requests", type=_positive_int, default=500, help="timed requests per cell")
+    p.add_argument("--warmup", type=_non_negative_int, default=20, help="untimed requests per cell")
+    p.add_argument("--rounds", type=_positive_int, default=2,
                    help="alternating rounds over the models per cell")
     p.add_argument("--input", help="take candidates from this table (default: synthetic)")
     p.add_argument("--seed", type=int, default=0)
@@ -523,14 +567,14 @@ def _add_serving_parsers(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ptpm-tf",
         description="PTPM watch-time prediction: train, evaluate and compare tree-based "
                     "models on the built-in simulator or real datasets.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("simulate", help="write simulator data as CSV plus its dataset spec")
-    p.add_argument("--rows", type=int, default=100_000)
+    p.add_argument("--rows", type=_positive_int, default=100_000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_simulate)
@@ -563,9 +607,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="train TPM and PTPM on the simulator and print the comparison")
-    p.add_argument("--rows", type=int, default=100_000)
+    p.add_argument("--rows", type=_positive_int, default=100_000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=_positive_int, default=8)
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--export-dir", default="export",
                    help="export the models here for TF Serving ('' to skip)")
@@ -576,22 +620,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="simulator", help="dataset name (default simulator)")
     p.add_argument("--data-dir", help="folder holding the dataset's files")
     p.add_argument("--spec", help="dataset spec for --dataset csv")
-    p.add_argument("--rows", type=int, help="rows to generate (simulator) or read at most")
+    p.add_argument("--rows", type=_positive_int,
+                   help="rows to generate (simulator) or read at most")
     p.add_argument("--models", default="mse,wlr,d2q,or,dml,cread,tpm,ptpm",
                    help="comma-separated models (default: all eight of Table 2)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0..K-1 (data draw, split, init)")
-    p.add_argument("--depth", type=int, default=6, help="global tree depth of the main tables")
+    p.add_argument("--seeds", type=_positive_int, default=3,
+                   help="seeds 0..K-1 (data draw, split, init)")
+    p.add_argument("--depth", type=_positive_int, default=6,
+                   help="global tree depth of the main tables")
     p.add_argument("--depths", default="2,3,4,5,6,7,8",
                    help="global depths of the Fig. 8 sweep (PTPM and w/o TSL); 'none' skips it")
-    p.add_argument("--depth-seeds", type=int, default=1, help="seeds of the depth sweep")
-    p.add_argument("--epochs", type=int, default=8, help="maximum epochs per run")
-    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--depth-seeds", type=_positive_int, default=1, help="seeds of the depth sweep")
+    p.add_argument("--epochs", type=_positive_int, default=8, help="maximum epochs per run")
+    p.add_argument("--batch-size", type=_positive_int, default=1024)
     p.add_argument("--learning-rate", type=float, default=2e-3)
-    p.add_argument("--patience", type=int, default=2)
+    p.add_argument("--patience", type=_non_negative_int, default=2)
     p.add_argument("--cread-grid", help="CREAD's a values tried on validation (default 0,2,5)")
     p.add_argument("--no-ablations", action="store_true",
                    help="skip Table 3's PTPM w/o TSL and w/o UCL runs")
-    p.add_argument("--curve-points", type=int, default=4,
+    p.add_argument("--curve-points", type=_positive_int, default=4,
                    help="validation points per epoch of the Fig. 6 training curves")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", default="results/benchmark",
@@ -620,7 +667,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_data_prepare)
 
     _add_serving_parsers(sub)
+    _add_debug(parser)
     return parser
+
+
+def _add_debug(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` on ``parser`` and every subcommand's parser (so it goes anywhere)."""
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="on an error, also print its traceback")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                _add_debug(child)
 
 
 def _import_tensorflow_quietly(strategy: Optional[str] = None) -> None:
@@ -648,20 +706,33 @@ def _import_tensorflow_quietly(strategy: Optional[str] = None) -> None:
         os.close(saved)
 
 
+#: what an expected failure raises: bad data or settings (``DataError`` is a
+#: ``ValueError``), and files that cannot be read or written (``OSError``)
+EXPECTED_ERRORS = (ValueError, OSError)
+
+
+def _fail(err: BaseException, debug: bool) -> int:
+    """Report an expected failure: its traceback with ``--debug``, then one line; 2."""
+    from ptpm_tf.data.dataset import one_line
+    if debug:
+        traceback.print_exception(err)
+    text = str(err) if not isinstance(err, OSError) or not err.filename else \
+        f"{err.strerror or type(err).__name__}: {err.filename}"
+    print(f"ptpm-tf: error: {one_line(text or type(err).__name__)}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False)
     try:
         _import_tensorflow_quietly(getattr(args, "strategy", None))
     except ValueError as err:  # e.g. --strategy multi_worker without TF_CONFIG
-        print(f"ptpm-tf: error: {err}", file=sys.stderr)
-        return 2
-    from ptpm_tf.data.dataset import DataError
-
+        return _fail(err, debug)
     try:
         return args.func(args)
-    except (DataError, FileNotFoundError, ValueError) as err:
-        print(f"ptpm-tf: error: {err}", file=sys.stderr)
-        return 2
+    except EXPECTED_ERRORS as err:
+        return _fail(err, debug)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,12 @@ only a ``.tmp-export-*`` directory, which servers ignore and the next export rem
 
 Only stock TensorFlow ops end up in the graph (lookups are static hash tables, the tree
 math is matmuls): :func:`graph_ops` lists them, and the tests check them.
+
+**Bad requests** are checked inside the graph, so every server answers alike: both
+signatures run :func:`checked_inputs` (an ``inf`` numeric input fails the request with
+INVALID_ARGUMENT naming it; NaN stays "missing") and :func:`checked_outputs`
+(``p_complete`` is :data:`P_COMPLETE_UNKNOWN` where the duration is missing, and a
+non-finite output fails the request): no output is NaN with status OK.
 """
 from __future__ import annotations
 
@@ -125,6 +131,7 @@ class ServingModule(tf.Module):
             self.output_names[DISTRIBUTION_SIGNATURE] = tuple(k for k in every
                                                               if k not in point)
         self.input_specs = model.encoder.input_signature()
+        self.numeric = tuple(model.encoder.numeric)
         self.serve = tf.function(self._serve, input_signature=[self.input_specs])
         if DISTRIBUTION_SIGNATURE in self.output_names:  # saving traces every tf.function
             self.distribution = tf.function(self._distribution,
@@ -143,13 +150,16 @@ class ServingModule(tf.Module):
         return decoded
 
     def _serve(self, features):
+        features = checked_inputs(features, self.numeric)
         decoded = self._decode(features, distribution=False)
-        return {k: decoded[k] for k in self.output_names[SERVING_SIGNATURE] if k in decoded}
+        return checked_outputs({k: decoded[k] for k in self.output_names[SERVING_SIGNATURE]
+                                if k in decoded}, features)
 
     def _distribution(self, features):
+        features = checked_inputs(features, self.numeric)
         decoded = self._decode(features, distribution=True)
-        return {k: decoded[k] for k in self.output_names[DISTRIBUTION_SIGNATURE]
-                if k in decoded}
+        return checked_outputs({k: decoded[k] for k in self.output_names[DISTRIBUTION_SIGNATURE]
+                                if k in decoded}, features)
 
     def example_spec(self) -> Dict[str, tf.io.FixedLenFeature]:
         """``tf.io.parse_example`` spec of the regress signature: categorical features are
@@ -163,8 +173,11 @@ class ServingModule(tf.Module):
         return spec
 
     def _regress(self, inputs):
-        features = tf.io.parse_example(inputs, self.example_spec())
-        return {REGRESS_OUTPUT: self._decode(features, distribution=False)["watch_time"]}
+        features = checked_inputs(tf.io.parse_example(inputs, self.example_spec()),
+                                  self.numeric)
+        watch_time = checked_outputs(
+            {"watch_time": self._decode(features, distribution=False)["watch_time"]}, features)
+        return {REGRESS_OUTPUT: watch_time["watch_time"]}
 
     def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
         sigs = {SERVING_SIGNATURE: self.serve.get_concrete_function()}
@@ -190,6 +203,65 @@ class ServingModule(tf.Module):
             if id(handle) in captured:
                 keep.append(obj)
         self.captured_state = keep
+
+
+# -- validation at the serving boundary ------------------------------------------------------
+
+#: ``p_complete`` where the request's duration is missing (NaN): no completion without a length
+P_COMPLETE_UNKNOWN = -1.0
+
+
+def _check(ok: tf.Tensor, names: Sequence[str], what: str, hint: str, name: str):
+    """One ``Assert`` that fails with ``what`` and the names whose entry of ``ok`` [k] is
+    false (the others blank), e.g. ``[input(s) holding inf or -inf:] [ duration] [...]``:
+    one check for all of them, in as few ops as possible, since every op on the serving
+    path costs latency."""
+    bad = tf.where(ok, "", tf.constant(list(names)))
+    return tf.debugging.Assert(tf.reduce_all(ok), [what, bad, hint], summarize=len(names),
+                               name=name)
+
+
+def checked_inputs(features: Mapping[str, tf.Tensor], numeric: Sequence[str]
+                   ) -> Dict[str, tf.Tensor]:
+    """The request's features, computed only after every numeric input is checked: an
+    ``inf`` or ``-inf`` fails the request with INVALID_ARGUMENT naming the input. NaN is
+    the documented "missing" and passes. Stock ops only (``Assert``), so TF Serving
+    answers exactly as the test server does.
+
+    Rejected rather than read as missing, because the loaders drop an infinite value as
+    bad data (a training row never carried one as "missing"), and an overflowed number is
+    a client bug that an answer would hide."""
+    names = [name for name in numeric if name in features]
+    if not names:
+        return dict(features)
+    finite_or_nan = tf.logical_not(tf.reduce_any(tf.math.is_inf(
+        tf.stack([features[name] for name in names], axis=1)), axis=0))
+    check = _check(finite_or_nan, names, "input(s) holding inf or -inf:",
+                   "send finite numbers, NaN for a missing value", "check_inputs")
+    with tf.control_dependencies([check]):
+        return {k: tf.identity(v) for k, v in features.items()}
+
+
+def checked_outputs(outputs: Mapping[str, tf.Tensor], features: Mapping[str, tf.Tensor]
+                    ) -> Dict[str, tf.Tensor]:
+    """The outputs, never NaN with an OK status: ``p_complete`` is
+    :data:`P_COMPLETE_UNKNOWN` where the duration is missing, and any other non-finite
+    float output (finite inputs far outside the training range can overflow the tower)
+    fails the request with INVALID_ARGUMENT naming the output."""
+    out = dict(outputs)
+    if "p_complete" in out and "duration" in features:
+        out["p_complete"] = tf.where(tf.math.is_nan(features["duration"]),
+                                     tf.constant(P_COMPLETE_UNKNOWN, out["p_complete"].dtype),
+                                     out["p_complete"])
+    names = [k for k, v in out.items() if v.dtype.is_floating]
+    if not names:
+        return out
+    finite = tf.stack([tf.reduce_all(tf.math.is_finite(out[k])) for k in names])
+    # a tf.function runs every stateful op it creates before it returns (automatic control
+    # dependencies), so a failed check fails the call without gating each output on it
+    _check(finite, names, "non-finite output(s):",
+           "for these inputs (numeric inputs far outside the training range?)", "check_outputs")
+    return out
 
 
 # -- sample inputs (warm-up, load tests) ---------------------------------------------------

@@ -30,6 +30,7 @@ import dataclasses
 import io
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -56,17 +57,28 @@ class RunBackup:
         current = _fingerprint(config)
         path = self.root / "config.json"
         if path.exists():
-            saved = json.loads(path.read_text())
-            if saved != current:
+            try:
+                saved = json.loads(path.read_text())
+            except ValueError:  # torn by a kill: nothing can resume from it
+                saved = None
+            if saved != current and self.has_progress():
                 changed = sorted(k for k in set(saved) | set(current)
                                  if saved.get(k) != current.get(k))
                 raise ValueError(
                     f"{self.root} holds an interrupted run with a different configuration "
                     f"({', '.join(changed)} differ); rerun the same command to resume it, "
                     f"or delete {self.root} to start over")
+            elif saved != current and self.writer:
+                # a run that failed or was killed before its first backup: nothing to resume
+                distribute.write_atomic(path, json.dumps(current, indent=2, sort_keys=True))
         elif self.writer:
             self.root.mkdir(parents=True, exist_ok=True)
             distribute.write_atomic(path, json.dumps(current, indent=2, sort_keys=True))
+
+    def has_progress(self) -> bool:
+        """Whether training got as far as a backup (a checkpoint or an epoch's state)."""
+        keras = self.keras_dir.is_dir() and any(self.keras_dir.iterdir())
+        return keras or bool(list_progress(self.progress_dir))
 
     def latest_progress(self) -> Optional[Dict[str, Any]]:
         epochs = list_progress(self.progress_dir)
@@ -83,6 +95,12 @@ def list_progress(progress_dir: Path) -> List[int]:
     if not Path(progress_dir).is_dir():
         return []
     found = (re.fullmatch(r"epoch-(\d+)\.json", p.name) for p in Path(progress_dir).iterdir())
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def list_running(progress_dir: Path) -> List[int]:
+    """Steps with a saved mid-epoch running state, ascending."""
+    found = (re.fullmatch(r"running-(\d+)\.npz", p.name) for p in Path(progress_dir).iterdir())
     return sorted(int(m.group(1)) for m in found if m)
 
 
@@ -105,30 +123,101 @@ class ResumableEarlyStopping(tf.keras.callbacks.EarlyStopping):
     list, so that each epoch's state is on disk before that epoch's checkpoint.
 
     ``epoch_logs`` is the full history (restored epochs included); ``writer=False`` (the
-    non-chief workers) reads but never writes.
+    non-chief workers) reads but never writes. ``train_seconds`` is the training time of
+    the whole run: the time saved with the restored state plus this ``fit``'s.
+
+    With ``save_freq`` (steps; ``BackupAndRestore`` saves mid-epoch at the same steps) it
+    also writes ``running-<step>.npz`` before each mid-epoch checkpoint: the running means
+    of the epoch's metrics and the training time so far. A ``fit`` resumed mid-epoch puts
+    them back, so that epoch's logs cover all its steps, not only the resumed ones (one
+    replica only: summed replica-local metric variables cannot be assigned across replicas).
     """
 
     def __init__(self, progress_dir: Optional[Path] = None, writer: bool = True,
-                 max_epochs: Optional[int] = None, **kwargs):
+                 max_epochs: Optional[int] = None, save_freq: Optional[int] = None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.progress_dir = Path(progress_dir) if progress_dir is not None else None
         self.writer = writer
         self.max_epochs = max_epochs
+        self.save_freq = save_freq
         self.epoch_logs: List[Dict[str, float]] = []
         self.restored_epochs = 0
+        self.seconds_before = 0.0
         self._first_epoch_seen = False
+        self._fit_start = time.perf_counter()
+        self._epoch = 0
+        self._batches = 0
+        # the batch hook reads no logs: taking them as tensors spares a sync per step
+        self._supports_tf_logs = True
+
+    def _implements_train_batch_hooks(self):
+        return bool(self.save_freq)
+
+    @property
+    def train_seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self._fit_start
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         self.epoch_logs = []
         self.restored_epochs = 0
+        self.seconds_before = 0.0
         self._first_epoch_seen = False
+        self._fit_start = time.perf_counter()
+        self._batches = 0
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
         if not self._first_epoch_seen:
             self._first_epoch_seen = True
             if epoch > 0 and self.progress_dir is not None:
                 self.restore(epoch - 1)
+            if self.progress_dir is not None:
+                self._restore_running(epoch)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.save_freq:
+            return
+        self._batches += 1  # counted as BackupAndRestore counts, to save at its steps
+        if self._batches >= self.save_freq:
+            self._batches = 0
+            if self.progress_dir is not None and self.writer:
+                self._save_running()
+
+    def _save_running(self) -> None:
+        d = self.progress_dir
+        d.mkdir(parents=True, exist_ok=True)
+        step = int(self.model.optimizer.iterations.numpy())
+        # reading a replica-local metric under several replicas is a collective that only
+        # this (the chief's) callback would join: keep the time only
+        values = ([] if self.model.distribute_strategy.num_replicas_in_sync > 1 else
+                  [v.numpy() for m in self.model.metrics for v in m.variables])
+        buf = io.BytesIO()
+        np.savez(buf, epoch=self._epoch, seconds=self.train_seconds,
+                 **{f"m{i}": v for i, v in enumerate(values)})
+        distribute.write_atomic(d / f"running-{step}.npz", buf.getvalue())
+        for old in list_running(d)[:-2]:  # the checkpoint in force matches one of the last two
+            (d / f"running-{old}.npz").unlink(missing_ok=True)
+
+    def _restore_running(self, epoch: int) -> None:
+        """Put back the epoch's running metrics and time if the restored checkpoint was
+        taken mid-epoch ``epoch``."""
+        step = int(self.model.optimizer.iterations.numpy())
+        path = self.progress_dir / f"running-{step}.npz"
+        if step == 0 or not path.exists():
+            return
+        with np.load(path) as saved:
+            if int(saved["epoch"]) != epoch:
+                return  # taken at the epoch's last step: this epoch starts afresh
+            self.seconds_before = float(saved["seconds"])
+            if self.model.distribute_strategy.num_replicas_in_sync > 1:
+                return
+            variables = [v for m in self.model.metrics for v in m.variables]
+            if len(saved.files) - 2 != len(variables):
+                return
+            for i, v in enumerate(variables):
+                v.assign(saved[f"m{i}"])
 
     def restore(self, epoch: int) -> None:
         """Take over the state written after ``epoch`` (or the latest one before it)."""
@@ -144,9 +233,11 @@ class ResumableEarlyStopping(tf.keras.callbacks.EarlyStopping):
         self.best_weights = state.get("best_weights_arrays")
         self.epoch_logs = list(state["epoch_logs"])
         self.restored_epochs = len(self.epoch_logs)
+        self.seconds_before = float(state.get("train_seconds", 0.0))
 
     def on_epoch_end(self, epoch, logs=None):
-        self.epoch_logs.append({k: float(v) for k, v in (logs or {}).items()})
+        logs = {k: float(v) for k, v in (logs or {}).items()}  # tf logs (see __init__)
+        self.epoch_logs.append(dict(logs))
         best_weights_before = self.best_weights
         super().on_epoch_end(epoch, logs)
         if self.progress_dir is not None and self.writer:
@@ -169,7 +260,7 @@ class ResumableEarlyStopping(tf.keras.callbacks.EarlyStopping):
                  "best_epoch": int(self.best_epoch), "stopped_epoch": int(self.stopped_epoch),
                  "finished": finished, "best_weights": weights_file,
                  "iterations": int(self.model.optimizer.iterations.numpy()),
-                 "epoch_logs": self.epoch_logs}
+                 "train_seconds": self.train_seconds, "epoch_logs": self.epoch_logs}
         distribute.write_atomic(d / f"epoch-{epoch}.json", json.dumps(state))
         self._prune(keep_from=epoch - 1)
 

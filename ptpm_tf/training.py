@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Union
 
@@ -33,8 +34,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from ptpm_tf import distribute
-from ptpm_tf.data.dataset import DURATION, LABEL, Dataset
+from ptpm_tf import distribute, strict_json
+from ptpm_tf.data.dataset import DURATION, LABEL, Dataset, DataError
 from ptpm_tf.data.pipeline import make_tf_dataset
 from ptpm_tf.data.prepared import Prepared, open_prepared
 from ptpm_tf.data.registry import load_dataset
@@ -139,6 +140,50 @@ def fit_label_space(config: TrainConfig, dataset) -> TrainConfig:
     print(f"ptpm-tf: note: {dataset.name} has no duration, so the tree splits seconds "
           f"(label_space=seconds)", file=sys.stderr)
     return dataclasses.replace(config, head={**config.head, "label_space": "seconds"})
+def check_config(config: TrainConfig) -> None:
+    """Refuse settings no run can train with, before anything is loaded or written (a
+    rejected command must leave nothing behind that blocks its correction)."""
+    def whole(name, low, allow_none=False):
+        v = getattr(config, name)
+        if v is None and allow_none:
+            return
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:
+            raise ValueError(f"{name.replace('_', '-')} must be an integer >= {low}, got {v!r}")
+
+    if config.model not in MODELS:
+        raise ValueError(f"unknown model {config.model!r}; choose one of {', '.join(MODELS)}")
+    whole("rows", 1, allow_none=True)
+    whole("depth", 1)
+    whole("epochs", 1)
+    whole("batch_size", 1)
+    whole("patience", 0)
+    whole("backup_every", 1, allow_none=True)
+    lr = config.learning_rate
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) \
+            or lr <= 0:
+        raise ValueError(f"learning-rate must be a finite number > 0, got {lr!r}")
+    split = tuple(config.split)
+    if len(split) != 3 or not all(isinstance(f, numbers.Real) and math.isfinite(f) and f > 0
+                                  for f in split) or abs(sum(split) - 1.0) > 1e-6:
+        raise ValueError(f"split fractions must be three positive numbers summing to 1 "
+                         f"(train,validation,test), got {','.join(map(str, split))}")
+
+
+def check_labels(split: Split) -> None:
+    """Refuse a training split whose watch times are all equal: every model would learn a
+    constant and every ranking metric (XAUC) would be undefined."""
+    y = split.train[LABEL].to_numpy()
+    if len(y) and np.all(y == y[0]):
+        raise DataError(f"every watch_time of the training split is {float(y[0]):g} "
+                        f"({len(y)} rows): nothing to learn", column=LABEL)
+
+
+def load_report(dataset: Dataset) -> Dict[str, Any]:
+    """The dataset's load report as ``metrics.json`` holds it (``load_report``): rows read
+    and kept, rows dropped by reason with the first example of each, notes."""
+    report = dataset.report
+    return {"rows_read": report.rows_read, "rows_kept": report.rows_kept,
+            **dataclasses.asdict(report)}
 
 
 def build_model(config: TrainConfig, encoder: FeatureEncoder) -> WatchTimeModel:
@@ -255,6 +300,7 @@ def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
     # first: MultiWorkerMirroredStrategy must exist before TensorFlow runs anything else
     strategy = distribute.make_strategy(config.strategy)
     writer = distribute.is_chief(strategy)
+    check_config(config)
     if out_dir is not None:
         check_run_dir(Path(out_dir))
     tf.keras.utils.set_random_seed(config.seed)
@@ -277,6 +323,8 @@ def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
     config = fit_label_space(config, prepared if prepared is not None else dataset)
     if prepared is None and split is None:
         split = split_dataset(dataset, config.split, seed=config.seed)
+    if split is not None:
+        check_labels(split)
     backup = RunBackup(Path(out_dir), writer) if out_dir is not None else None
     carry = logs_in_run(logdir, out_dir)
     if backup is not None:
@@ -315,7 +363,8 @@ def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
                               model, probe, seed=config.seed + 1)
     stop = ResumableEarlyStopping(
         progress_dir=backup.progress_dir if backup is not None else None, writer=writer,
-        max_epochs=config.epochs, monitor=config.monitor, patience=config.patience,
+        max_epochs=config.epochs, save_freq=config.backup_every, monitor=config.monitor,
+        patience=config.patience,
         mode="max" if "xauc" in config.monitor else "min", restore_best_weights=True)
     fit_callbacks = [stop]
     if logdir is not None:
@@ -325,18 +374,18 @@ def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
         fit_callbacks.append(tf.keras.callbacks.BackupAndRestore(
             str(backup.keras_dir), save_freq=config.backup_every or "epoch", delete_checkpoint=False))
     done = backup.latest_progress() if backup is not None else None
-    start = time.perf_counter()
     if done is not None and done["finished"]:
         # killed after the last epoch: the trained model is early stopping's best weights
         model.set_weights(done["best_weights_arrays"])
         model.optimizer.iterations.assign(done["iterations"])
-        epoch_logs, epochs_here = done["epoch_logs"], 0
+        epoch_logs = done["epoch_logs"]
+        seconds = float(done.get("train_seconds", 0.0))
     else:
         model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
                   steps_per_epoch=steps_per_epoch,
                   callbacks=[*fit_callbacks, *callbacks], verbose=_verbosity(verbose))
-        epoch_logs, epochs_here = stop.epoch_logs, len(stop.epoch_logs) - stop.restored_epochs
-    seconds = time.perf_counter() - start
+        epoch_logs = stop.epoch_logs
+        seconds = stop.train_seconds  # of the whole run: a resumed one adds its saved time
     if prepared is not None:
         n_val = prepared.rows("validation")
         validation = prepared.frame("validation", stride=max(1, -(-n_val // CALIBRATION_ROWS)))
@@ -355,9 +404,12 @@ def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
         train_rows = len(split.train)
     metrics.update(train_seconds=round(seconds, 2), epochs_run=len(history.get("loss", [])),
                    train_rows=train_rows,
-                   samples_per_second=round(train_rows * epochs_here / seconds, 1),
+                   samples_per_second=round(train_rows * len(epoch_logs)
+                                            / max(seconds, 1e-9), 1),
                    optimizer_steps=int(model.optimizer.iterations.numpy()))
     metrics.update({f"validation_{k}": v for k, v in calibrated.items()})
+    metrics["load_report"] = (load_report(dataset) if prepared is None
+                              else prepared.meta.get("report"))
     if strategy.num_replicas_in_sync > 1:
         metrics.update(strategy=config.strategy, replicas=strategy.num_replicas_in_sync)
     run = Run(config, model, dataset if prepared is None else prepared, split, history,
@@ -412,7 +464,7 @@ def save_run(run: Run, out_dir: Path,
 
 
 def _write_run(run: Run, out_dir: Path) -> None:
-    (out_dir / "config.json").write_text(json.dumps(
+    (out_dir / "config.json").write_text(strict_json.dumps(
         {"train": dataclasses.asdict(run.config), "model": run.model.get_config(),
          "dataset": {"name": run.dataset.name, "rows": len(run.dataset),
                      "categorical": run.dataset.categorical,
@@ -420,8 +472,9 @@ def _write_run(run: Run, out_dir: Path) -> None:
     run.model.save_weights(str(out_dir / "weights"))
     if run.split is not None:  # a streamed run's split is its prepared directory's
         run.split.save_indices(out_dir / "split.npz")
-    (out_dir / "history.json").write_text(json.dumps(run.history, indent=2))
-    (out_dir / "metrics.json").write_text(json.dumps(run.metrics, indent=2, default=float))
+    (out_dir / "history.json").write_text(strict_json.dumps(run.history, indent=2))
+    (out_dir / "metrics.json").write_text(strict_json.dumps(run.metrics, indent=2,
+                                                            default=float))
 
 
 def load_model(run_dir: Path):
@@ -430,17 +483,39 @@ def load_model(run_dir: Path):
     Returns ``(config, model)``.
     """
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").exists():
+    path = run_dir / "config.json"
+    if not path.exists():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
-    saved = json.loads((run_dir / "config.json").read_text())
-    # runs written before presets existed were built with the paper's settings
-    config = TrainConfig(**{"preset": "paper", **saved["train"]})
-    encoder = FeatureEncoder.from_config(saved["model"]["encoder"])
+    try:
+        saved = json.loads(path.read_text())
+        # runs written before presets existed were built with the paper's settings
+        config = TrainConfig(**{"preset": "paper", **saved["train"]})
+        encoder = FeatureEncoder.from_config(saved["model"]["encoder"])
+        int(saved["dataset"]["rows"])
+    except OSError as err:
+        raise DataError(f"cannot read the run's configuration: {err.strerror}",
+                        file=str(path)) from None
+    except json.JSONDecodeError as err:
+        raise DataError(f"not valid JSON ({err.msg}); the run directory is damaged",
+                        file=str(path), row=err.lineno,
+                        column=f"character {err.colno}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise DataError(f"not a run configuration written by train ({type(err).__name__}: "
+                        f"{err})", file=str(path)) from None
+    check_config(config)
+    weights = run_dir / "weights.index"
+    if not weights.exists():
+        raise DataError("the run's weights are missing (weights.index and weights.data-*); "
+                        "the run directory is incomplete", file=str(weights))
     model = build_model(config, encoder)
     # create the variables before restoring: two rows of placeholder inputs
     model({name: tf.zeros([2], spec.dtype) if spec.dtype != tf.string else tf.constant(["", ""])
            for name, spec in encoder.input_signature().items()})
-    model.load_weights(str(run_dir / "weights")).expect_partial()
+    try:
+        model.load_weights(str(run_dir / "weights")).expect_partial()
+    except (tf.errors.OpError, ValueError) as err:
+        raise DataError(f"cannot restore the run's weights: {err}",
+                        file=str(weights)) from None
     if hasattr(model.head, "after_restore"):
         model.head.after_restore()
     return config, model
@@ -465,7 +540,11 @@ def load_run(run_dir: Path):
         raise ValueError(f"{run_dir}: the run was trained on {saved['dataset']['rows']} rows of "
                          f"{config.dataset!r} but {len(dataset)} load now; the data changed")
     if config.prepared is None:
-        idx = np.load(run_dir / "split.npz")
+        try:
+            idx = np.load(run_dir / "split.npz")
+        except (OSError, ValueError) as err:
+            raise DataError(f"cannot read the run's split ({err})",
+                            file=str(run_dir / "split.npz")) from None
         frame = dataset.frame
         split = Split(frame.loc[idx["train"]], frame.loc[idx["validation"]],
                       frame.loc[idx["test"]], method="saved", fractions=tuple(config.split),

@@ -28,9 +28,11 @@ def tiny_runs():
     dataset = load_dataset("simulator", rows=ROWS, seed=0)
     split = split_dataset(dataset, seed=0)
     runs = {"dir": root}
-    for name, head in (("ptpm", {"prune_bias_init": 0.0}), ("tpm", {})):
-        config = TrainConfig(model=name, rows=ROWS, depth=DEPTH, epochs=1, batch_size=256,
-                             head=head)
+    # PTPM with the default (best) preset, TPM with the paper's: both decoders are served
+    for name, preset, head in (("ptpm", "best", {"prune_bias_init": 0.0}),
+                               ("tpm", "paper", {})):
+        config = TrainConfig(model=name, preset=preset, rows=ROWS, depth=DEPTH, epochs=1,
+                             batch_size=256, head=head)
         runs[name] = train(config, root / "runs" / name, dataset=dataset, split=split,
                            verbose=0)
     return runs

@@ -202,6 +202,9 @@ def test_restart_with_another_configuration_is_refused(tmp_path):
     from ptpm_tf.training import TrainConfig
 
     RunBackup(tmp_path, writer=True).check_config(TrainConfig(depth=3))
+    # an epoch was backed up (before one is, another configuration starts afresh)
+    (tmp_path / "backup" / "progress").mkdir()
+    (tmp_path / "backup" / "progress" / "epoch-0.json").write_text("{}")
     # the strategy and the backup frequency may change between restarts
     RunBackup(tmp_path, writer=True).check_config(TrainConfig(depth=3, strategy="mirrored",
                                                               backup_every=5))

@@ -72,9 +72,13 @@ def test_run_kuairec_sample_full_plays(tmp_path, capsys):
 
 
 def test_run_reports_errors_on_one_line(tmp_path, capsys):
-    assert data_inspect.run("kuairec", data_dir=str(tmp_path / "missing")) == 1
+    """Bad input exits 2 (the README's status for bad input), on the module's own entry
+    point as on ``ptpm-tf data inspect``."""
+    assert data_inspect.main(["--dataset", "kuairec",
+                              "--data-dir", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("ptpm-tf data inspect: ") and "\n" not in err and "missing" in err
+    assert err.startswith("python -m ptpm_tf.data.inspect: error: ") and "\n" not in err
+    assert "missing" in err
 
 
 def test_scale_file_tiny(tmp_path):

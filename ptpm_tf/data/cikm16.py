@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ptpm_tf.data import cache
-from ptpm_tf.data.dataset import ITEM, LABEL, TIMESTAMP, USER, Dataset, LoadReport
+from ptpm_tf.data.dataset import ITEM, LABEL, TIMESTAMP, USER, Dataset, LoadReport, shown
 from ptpm_tf.data.files import dataset_location, find_file
 from ptpm_tf.data.join import join_features
 from ptpm_tf.data.kuairec import note_side_drops
@@ -69,7 +69,7 @@ def build(views: Path, *, categories: Optional[Path] = None, rows: Optional[int]
     day = pd.to_datetime(f["eventdate"], format="%Y-%m-%d", errors="coerce")
     f = drop_rows(f, day.isna().to_numpy(), "bad eventdate", file=views, column="eventdate",
                   report=report, strict=strict,
-                  describe=lambda r: f"not a YYYY-MM-DD date: {r['eventdate']!r}")
+                  describe=lambda r: f"not a YYYY-MM-DD date: {shown(r['eventdate'])}")
     day = pd.to_datetime(f["eventdate"], format="%Y-%m-%d", utc=True)
     day_s = ((day - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy()
 

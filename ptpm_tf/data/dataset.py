@@ -28,15 +28,40 @@ ORACLE_MEDIAN = "oracle_median"
 ORACLE_MEAN = "oracle_mean"
 
 
+#: longest error message (characters): a message is one line on a terminal, never a dump
+MAX_MESSAGE = 600
+#: longest input value quoted in a message
+MAX_VALUE = 60
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` on one line (whitespace runs collapsed), cut to ``limit`` characters with a
+    note of how much was cut: what an error message may show of arbitrary input."""
+    flat = " ".join(str(text).split())
+    if len(flat) <= limit:
+        return flat
+    return f"{flat[:limit]}... ({len(flat) - limit} more characters)"
+
+
+def shown(value, limit: int = MAX_VALUE) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for quoting a bad input value."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
 class DataError(ValueError):
-    """Bad input, with where it was found (file, row, column) in the message."""
+    """Bad input, with where it was found (file, row, column) in the message. The message
+    is one bounded line (:func:`one_line`), whatever the input held."""
 
     def __init__(self, message: str, *, file: Optional[str] = None,
                  row: Optional[int] = None, column: Optional[str] = None):
         where = ", ".join(
-            f"{k} {v}" for k, v in (("file", file), ("row", row), ("column", column))
+            f"{k} {one_line(v, 200)}" for k, v in (("file", file), ("row", row),
+                                                    ("column", column))
             if v is not None)
-        super().__init__(f"{where}: {message}" if where else message)
+        super().__init__(one_line(f"{where}: {message}" if where else message))
         self.file, self.row, self.column = file, row, column
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -19,7 +18,8 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from ptpm_tf.data.dataset import DURATION, ITEM, LABEL, TIMESTAMP, USER, Dataset, DataError
+from ptpm_tf import strict_json
+from ptpm_tf.data.dataset import DURATION, ITEM, LABEL, TIMESTAMP, USER, Dataset, one_line
 
 QUANTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99)
 JSON_NAME = "inspect.json"
@@ -77,7 +77,7 @@ def inspect_dataset(ds: Dataset, out_dir) -> dict:
     info["load_report"] = dataclasses.asdict(ds.report)
     info["figure"] = FIGURE_NAME
     plot_distributions(ds, out / FIGURE_NAME)
-    (out / JSON_NAME).write_text(json.dumps(info, indent=2) + "\n")
+    (out / JSON_NAME).write_text(strict_json.dumps(info, indent=2) + "\n")
     return info
 
 
@@ -179,16 +179,13 @@ def summary_text(info: dict, out_dir) -> str:
 
 def run(dataset: str, data_dir=None, spec=None, out=None, rows: Optional[int] = None,
         strict: bool = False) -> int:
-    """Entry for ``ptpm-tf data inspect``: load, inspect, print; 0 or 1 (reason on stderr)."""
+    """Entry for ``ptpm-tf data inspect``: load, inspect, print; 0. Bad input raises
+    (:class:`DataError`, ``OSError``): the caller reports it in one line with status 2."""
     from ptpm_tf.data.registry import load_dataset
 
     out = Path(out) if out is not None else Path("runs") / "inspect" / dataset
-    try:
-        ds = load_dataset(dataset, data_dir=data_dir, spec=spec, rows=rows, strict=strict)
-        info = inspect_dataset(ds, out)
-    except DataError as e:
-        print(f"ptpm-tf data inspect: {e}", file=sys.stderr)
-        return 1
+    ds = load_dataset(dataset, data_dir=data_dir, spec=spec, rows=rows, strict=strict)
+    info = inspect_dataset(ds, out)
     print(summary_text(info, out))
     return 0
 
@@ -203,7 +200,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--rows", type=int)
     ap.add_argument("--strict", action="store_true")
     a = ap.parse_args(argv)
-    return run(a.dataset, a.data_dir, a.spec, a.out, a.rows, a.strict)
+    try:
+        return run(a.dataset, a.data_dir, a.spec, a.out, a.rows, a.strict)
+    except (ValueError, OSError) as e:
+        print(f"{ap.prog}: error: {one_line(str(e))}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import csv
 import dataclasses
 import io
 import os
+import sys
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -35,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pv
 import pyarrow.parquet as pq
 
-from ptpm_tf.data.dataset import DataError, LoadReport
+from ptpm_tf.data.dataset import DataError, LoadReport, one_line, shown
 
 #: name of the column that carries each row's line (CSV) or row (Parquet) in the source file
 LINE = "_line"
@@ -144,10 +145,11 @@ def resolve_columns(header: Sequence[str], columns: Sequence[Column], file,
         if hit is not None:
             found[c] = hit
         elif not c.optional:
-            shown = ", ".join(header[:40]) + (", ..." if len(header) > 40 else "")
+            listed = ", ".join(one_line(h, 40) for h in header[:40]) + (
+                ", ..." if len(header) > 40 else "")
             raise DataError(f"missing column {c.name!r}"
                             + (f" (or {', '.join(map(repr, c.aliases))})" if c.aliases else "")
-                            + f"; the header has: {shown}", file=str(file), row=row,
+                            + f"; the header has: {listed}", file=str(file), row=row,
                             column=c.name)
     return found
 
@@ -157,15 +159,45 @@ def csv_header(path, sep: str = ",", encoding: str = "utf-8") -> List[str]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise DataError("file not found", file=path)
-    with open(path, "rb") as f:
-        first = f.readline(1 << 20)
+    first = _first_line(path)
     enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
     text = first.decode(enc, errors="replace").rstrip("\r\n")
     if not text.strip():
         what = "file is empty" if not first or first.strip() in (b"", b"\xef\xbb\xbf") \
             else "first line is blank"
         raise DataError(f"{what}; expected a header line", file=path, row=1)
-    return [h.strip() for h in next(csv.reader(io.StringIO(text), delimiter=sep))]
+    try:
+        return [h.strip() for h in next(csv.reader(io.StringIO(text), delimiter=sep))]
+    except csv.Error as e:
+        raise DataError(f"cannot parse the header line: {e}", file=path, row=1) from None
+
+
+#: magic numbers of compressed or binary files that are not text tables
+_BINARY_MAGIC = {b"\x1f\x8b": "gzip-compressed", b"BZh": "bzip2-compressed",
+                 b"\xfd7zXZ": "xz-compressed", b"PK\x03\x04": "a zip archive",
+                 b"(\xb5/\xfd": "zstd-compressed", b"PAR1": "a Parquet file"}
+
+
+def _first_line(path: str) -> bytes:
+    """The first line of a text table (up to 1 MB); raise on an unreadable, compressed or
+    binary file, and on CR-only line endings, which the CSV parser does not split."""
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(1 << 20)
+    except OSError as e:
+        raise DataError(f"cannot read the file: {e.strerror}", file=path) from None
+    for magic, what in _BINARY_MAGIC.items():
+        if first.startswith(magic):
+            raise DataError(f"file is {what}, not a CSV text file; decompress or convert it "
+                            f"first", file=path, row=1)
+    if b"\0" in first:
+        raise DataError("file holds NUL bytes: a binary file, not a CSV text file",
+                        file=path, row=1)
+    body = first.rstrip(b"\r\n")
+    if b"\r" in body:
+        raise DataError("lines end in a bare CR (old Mac line endings); convert them to LF "
+                        "or CRLF first", file=path, row=1)
+    return first
 
 
 # ---------------------------------------------------------------------------- CSV
@@ -203,6 +235,8 @@ class _CsvStream:
         self.records = 0       # records returned so far
         self.counted = 0       # skipped rows counted so far
         self.exhausted = False
+        self.encoding = encoding
+        self.handler_errors: List[BaseException] = []
 
         def on_invalid(row) -> str:
             self.skipped.append((row.number if row.number is not None else -1,
@@ -220,15 +254,29 @@ class _CsvStream:
                                       strings_can_be_null=False,
                                       quoted_strings_can_be_null=False)
         try:
-            self.stream = pv.open_csv(self.path, read_options=read_opts,
-                                      parse_options=parse_opts, convert_options=conv_opts)
+            with _handler_errors_caught(self.handler_errors):
+                self.stream = pv.open_csv(self.path, read_options=read_opts,
+                                          parse_options=parse_opts, convert_options=conv_opts)
         except pa.ArrowInvalid as e:
-            raise DataError(f"cannot parse the CSV: {e}", file=self.path) from None
+            raise self._parse_error(e) from None
         self.pending = None
+
+    def _parse_error(self, e: Exception) -> DataError:
+        if any(isinstance(x, UnicodeDecodeError) for x in self.handler_errors):
+            return DataError(f"a malformed row holds bytes that are not {self.encoding} text, "
+                             f"so it cannot be skipped and counted: {e}", file=self.path)
+        return DataError(f"cannot parse the CSV: {e}", file=self.path)
 
     def _batches(self, limit: Optional[int]):
         """Record batches up to ``limit`` rows (the rest of the file, or the cap, when
         None); sets ``exhausted`` when nothing is left."""
+        try:
+            with _handler_errors_caught(self.handler_errors):
+                return self._take(limit)
+        except pa.ArrowInvalid as e:
+            raise self._parse_error(e) from None
+
+    def _take(self, limit: Optional[int]):
         taken, n = [], 0
         try:
             while limit is None or n < limit:
@@ -244,8 +292,6 @@ class _CsvStream:
             self.pending = self.stream.read_next_batch()  # look ahead: is anything left?
         except StopIteration:
             self.exhausted = True
-        except pa.ArrowInvalid as e:
-            raise DataError(f"cannot parse the CSV: {e}", file=self.path) from None
         return taken, n
 
     def next(self, limit: Optional[int], report: LoadReport, strict: bool) -> pd.DataFrame:
@@ -281,6 +327,19 @@ class _CsvStream:
         return _convert({c: table.column(h) for c, h in self.found.items()}, lines,
                         self.path, report=report, strict=strict, header_names=self.found,
                         firsts=firsts)
+
+
+@contextlib.contextmanager
+def _handler_errors_caught(caught: List[BaseException]):
+    """Collect what the parser's invalid-row callback raised instead of printing it:
+    Arrow decodes a malformed row's text before the callback runs and reports a failure
+    through ``sys.unraisablehook`` (a traceback on stderr), then fails the parse."""
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda info: caught.append(info.exc_value)
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
 
 
 def _record_lines(n: int, skipped_lines: np.ndarray, start: int = 0) -> np.ndarray:
@@ -454,10 +513,10 @@ def _convert(cols: Dict[Column, pa.ChunkedArray], lines: np.ndarray, path, *,
         values, missing, invalid, why = _parse(c, a, alive)
         if invalid is not None:
             drop(invalid, f"{why} {c.label}", c.name,
-                 lambda i, a=a, why=why: f"{why}: {_raw(a, i)!r}")
+                 lambda i, a=a, why=why: f"{why}: {_raw(a, i)}")
         if c.missing == "drop":
             drop(missing, f"missing {c.label}", c.name,
-                 lambda i, a=a: f"missing value ({_raw(a, i)!r})")
+                 lambda i, a=a: f"missing value ({_raw(a, i)})")
         out[c.name] = values
     if strict and firsts:
         raise min(firsts, key=lambda e: e.row if e.row is not None else 0)
@@ -473,8 +532,9 @@ def _np_bool(a) -> np.ndarray:
     return np.asarray(pc.fill_null(a, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _raw(a: pa.ChunkedArray, i: int):
-    return a[i].as_py()
+def _raw(a: pa.ChunkedArray, i: int) -> str:
+    """Row ``i``'s value as quoted in a message (cut: a value may be megabytes)."""
+    return shown(a[i].as_py())
 
 
 def _is_text(a) -> bool:

@@ -1,6 +1,7 @@
 """Name -> loader, the one place the CLI asks for a dataset."""
 from __future__ import annotations
 
+import numbers
 from typing import Callable, Dict, Optional
 
 from ptpm_tf.data.dataset import Dataset, DataError
@@ -23,14 +24,22 @@ def load_dataset(name: str, *, data_dir: Optional[str] = None, spec: Optional[st
     loaders: Dict[str, Callable[..., Dataset]] = _loaders()
     if name not in loaders:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    return loaders[name](data_dir=data_dir, spec=spec, rows=rows, seed=seed, strict=strict)
+    if rows is not None and (isinstance(rows, bool) or not isinstance(rows, numbers.Integral)
+                             or rows < 1):
+        raise DataError(f"rows must be a positive integer, got {rows!r}")
+    ds = loaders[name](data_dir=data_dir, spec=spec, rows=rows, seed=seed, strict=strict)
+    if len(ds) == 0:
+        raise DataError(f"dataset {name!r}: no rows left after dropping bad ones "
+                        f"({ds.report.summary()})")
+    return ds
 
 
 def _loaders() -> Dict[str, Callable[..., Dataset]]:
     def sim(*, data_dir, spec, rows, seed, strict):
         from ptpm_tf.data import simulator  # imported on use: the file loaders do not need it
 
-        return simulator.simulate(rows=rows or simulator.DEFAULT_ROWS, seed=seed)
+        return simulator.simulate(rows=simulator.DEFAULT_ROWS if rows is None else rows,
+                                  seed=seed)
 
     from ptpm_tf.data import cikm16, kuairand, kuairec, spec as spec_file, wechat21
 

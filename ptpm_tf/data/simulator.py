@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from ptpm_tf.data.dataset import (DURATION, ITEM, LABEL, ORACLE_MEAN, ORACLE_MEDIAN,
-                                  TIMESTAMP, USER, Dataset)
+                                  TIMESTAMP, USER, Dataset, LoadReport)
 
 DEFAULT_ROWS = 100_000
 N_CATEGORIES = 20
@@ -287,7 +287,8 @@ def simulate_with_truth(rows: int = DEFAULT_ROWS, seed: int = 0,
         ORACLE_MEDIAN: mix.median(),
         ORACLE_MEAN: mix.mean(),
     })
-    ds = Dataset("simulator", frame, categorical=list(CATEGORICAL), numeric=list(NUMERIC))
+    ds = Dataset("simulator", frame, categorical=list(CATEGORICAL), numeric=list(NUMERIC),
+                 report=LoadReport(rows_read=len(frame)))  # generated rows: none dropped
     return Simulation(ds, mix, vt, component)
 
 

@@ -48,7 +48,7 @@ import yaml
 
 from ptpm_tf.data import cache
 from ptpm_tf.data.dataset import (DURATION, ITEM, LABEL, ORACLE_MEAN, ORACLE_MEDIAN,
-                                  TIMESTAMP, USER, Dataset, DataError, LoadReport)
+                                  TIMESTAMP, USER, Dataset, DataError, LoadReport, shown)
 from ptpm_tf.data.reader import Column, drop_rows, read_csv, read_parquet
 
 VERSION = 1
@@ -126,7 +126,18 @@ def read_spec(path) -> DatasetSpec:
         raise DataError("spec file not found", file=str(path))
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except OSError as e:
+        raise DataError(f"cannot read the spec file: {e.strerror}", file=str(path)) from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"spec file is not UTF-8 text (byte {e.start})", file=str(path)) from None
     except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        what = getattr(e, "problem", None) or type(e).__name__
+        raise DataError(f"not valid YAML/JSON: {what}", file=str(path),
+                        row=mark.line + 1 if mark is not None else None,
+                        column=f"character {mark.column + 1}" if mark is not None else None
+                        ) from None
+    except (ValueError, TypeError, RecursionError) as e:  # a value YAML cannot build
         raise DataError(f"not valid YAML/JSON: {e}", file=str(path)) from None
     return spec_from_dict(raw, source=path)
 
@@ -298,7 +309,7 @@ def build(spec: DatasetSpec, data_file: Path, *, rows: Optional[int] = None,
                                     format="mixed")
             f = drop_rows(f, parsed.isna().to_numpy(), f"bad timestamp ({tc})",
                           file=data_file, column=tc, report=report, strict=strict,
-                          describe=lambda r: f"not a date/time: {r[tc]!r}")
+                          describe=lambda r: f"not a date/time: {shown(r[tc])}")
             parsed = parsed[parsed.notna()].reset_index(drop=True)
             ts = ((parsed - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy()
         else:

@@ -17,9 +17,12 @@ test are tested against this server. It follows the model server where the tests
   Classify and MultiInference are not implemented (UNIMPLEMENTED).
 - **Errors** never crash the server: unknown model or version -> NOT_FOUND; unknown
   signature, missing or extra inputs, wrong dtype, wrong rank or shape, inputs of
-  different batch sizes, undecodable tensors, malformed examples -> INVALID_ARGUMENT with
-  a message that names the input and what the signature expects; anything else ->
-  INTERNAL with the exception's text.
+  different batch sizes, undecodable tensors, malformed examples, values the graph's own
+  checks reject (:func:`ptpm_tf.export.checked_inputs`) -> INVALID_ARGUMENT with a
+  message that names the input and what the signature expects; anything else -> INTERNAL
+  with the exception's text. Names sent by the client are echoed cut to 80 characters
+  and a status message to :data:`MAX_STATUS_MESSAGE`, so that a huge name is still
+  answered with its own status, not RESOURCE_EXHAUSTED.
 
 It is a test and development tool, not a production server (no batching, Python
 threads): use ``docker compose up`` for that. Run it by hand with
@@ -47,6 +50,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      prediction_log_pb2, prediction_service_pb2_grpc,
                                      regression_pb2)
 
+from ptpm_tf.data.dataset import one_line
 from ptpm_tf.export import (PREDICT_METHOD, REGRESS_INPUT, REGRESS_METHOD, REGRESS_OUTPUT,
                             SERVING_SIGNATURE, WARMUP_FILE, list_versions)
 
@@ -64,8 +68,30 @@ class ServingError(Exception):
         self.code, self.message = code, message
 
 
+#: longest status message: gRPC carries it in a header (about 8 KB in all), so a longer one
+#: would turn any error into RESOURCE_EXHAUSTED
+MAX_STATUS_MESSAGE = 2000
+
+
 def _invalid(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def _name(text: str) -> str:
+    """A name sent by the client, as echoed in a message (cut: it may be megabytes)."""
+    return one_line(text, 80)
+
+
+def _names(names: Sequence[str]) -> str:
+    shown = [_name(n) for n in list(names)[:10]]
+    return str(shown) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+
+
+def _clip(message: str) -> str:
+    if len(message) <= MAX_STATUS_MESSAGE:
+        return message
+    cut = len(message) - MAX_STATUS_MESSAGE
+    return f"{message[:MAX_STATUS_MESSAGE]}... ({cut} more characters)"
 
 
 def _dtype_name(enum: int) -> str:
@@ -113,7 +139,7 @@ class Servable:
     def signature(self, key: str):
         key = key or SERVING_SIGNATURE
         if key not in self.signatures:
-            raise _invalid(f"Serving signature key \"{key}\" not found (model {self.name!r} "
+            raise _invalid(f"Serving signature key \"{_name(key)}\" not found (model {self.name!r} "
                            f"version {self.version} has {sorted(self.signatures)})")
         return key, self.signatures[key]
 
@@ -126,7 +152,7 @@ class Servable:
             if missing:
                 parts.append(f"missing input(s) {missing}")
             if extra:
-                parts.append(f"unknown input(s) {extra}")
+                parts.append(f"unknown input(s) {_names(extra)}")
             raise _invalid(f"{' and '.join(parts)} for signature \"{key}\"; it expects "
                            f"{describe_signature(sig)}")
         feeds: Dict[str, np.ndarray] = {}
@@ -161,7 +187,14 @@ class Servable:
     def run(self, sig, feeds: Mapping[str, np.ndarray], outputs: Sequence[str]) -> Dict[str, np.ndarray]:
         fetches = {k: sig.outputs[k].name for k in outputs}
         feed_dict = {sig.inputs[k].name: v for k, v in feeds.items()}
-        return self.session.run(fetches, feed_dict)
+        try:
+            return self.session.run(fetches, feed_dict)
+        except UnicodeDecodeError as err:
+            # the graph rejected the values (e.g. bytes that are no tf.Example) with a
+            # message quoting them; TensorFlow then fails to decode its own message
+            text = err.object.decode("utf-8", "replace") if isinstance(err.object, bytes) \
+                else str(err)
+            raise _invalid(f"the model rejected the request's values: {text}") from None
 
     def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
         key, sig = self.signature(request.model_spec.signature_name)
@@ -170,7 +203,7 @@ class Servable:
                            f"Predict cannot run")
         unknown = sorted(set(request.output_filter) - set(sig.outputs))
         if unknown:
-            raise _invalid(f"output_filter names {unknown}, not outputs of signature "
+            raise _invalid(f"output_filter names {_names(unknown)}, not outputs of signature "
                            f"\"{key}\" (it has {sorted(sig.outputs)})")
         feeds = self.validate_inputs(key, sig, request.inputs)
         wanted = list(request.output_filter) or sorted(sig.outputs)
@@ -285,7 +318,7 @@ class ModelRepository:
             raise _invalid("version labels are not supported by the test server")
         if name not in self.base_paths:
             raise ServingError(grpc.StatusCode.NOT_FOUND,
-                               f"Servable not found for request: Latest({name}) "
+                               f"Servable not found for request: Latest({_name(name)}) "
                                f"(served models: {sorted(self.base_paths)})")
         self.refresh(name)
         servable = self._current.get(name)
@@ -321,7 +354,7 @@ def _guard(context, fn):
     except Exception as err:  # never let a request take the server down
         log.exception("request failed")
         code, message = grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {err}"
-    context.abort(code, message)
+    context.abort(code, _clip(message))
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
