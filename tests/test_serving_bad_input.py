@@ -88,7 +88,10 @@ def test_missing_duration_gives_p_complete_unknown(stub):
     code, out = predict(stub, feats)
     assert code == OK, out
     assert_finite(out)
-    p = out["p_complete"]
+    code, dist = predict(stub, feats, signature="distribution")  # where p_complete is served
+    assert code == OK, dist
+    assert_finite(dist)
+    p = dist["p_complete"]
     assert p[1] == p[4] == P_COMPLETE_UNKNOWN
     keep = [0, 2, 3, 5]
     assert ((p[keep] >= 0) & (p[keep] <= 1)).all()
