@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 from typing import List, Optional
 
-from ptpm_tf import strict_json
+from ptpm_tf import atomic_io
 from ptpm_tf.data.registry import DATASETS
 
 MODEL_NAMES = ("ptpm", "tpm", "mse", "wlr", "d2q", "or", "dml", "cread")
@@ -225,7 +225,7 @@ def cmd_evaluate(args) -> int:
     result["split"] = args.split
     print(format_table(decoder_rows([result]), result if "oracle_mae" in result else None))
     if args.json:
-        Path(args.json).write_text(strict_json.dumps(result, indent=2))
+        Path(args.json).write_text(atomic_io.dumps(result, indent=2))
         print(f"metrics written to {args.json}")
     if args.calibration:
         from ptpm_tf.calibration import calibration_report, write_calibration
@@ -266,8 +266,8 @@ def _demo_serving(runs, split, export_dir: Path) -> None:
     personalised tree, answered by the exported PTPM SavedModel."""
     import numpy as np
     import tensorflow as tf
-    from ptpm_tf.export import (INFO_FILE, SERVING_SIGNATURE, describe_tree, export_model,
-                                label_unit)
+    from ptpm_tf.export import INFO_FILE, SERVING_SIGNATURE, export_model
+    from ptpm_tf.heads.tree.describe import describe_tree, label_unit
     print()
     paths = {}
     for name, run in runs.items():
@@ -308,7 +308,7 @@ def _int_list(text: str, flag: str) -> list:
 
 def cmd_benchmark(args) -> int:
     """Every model over a dataset for several seeds: tables.md, results.json, PNGs."""
-    from ptpm_tf.benchmark import BenchmarkConfig, run_benchmark
+    from ptpm_tf.benchmarks.suite import BenchmarkConfig, run_benchmark
     if args.dataset not in DATASETS:
         raise ValueError(f"unknown dataset {args.dataset!r}; choose one of {', '.join(DATASETS)}")
     grid = ([float(x) for x in args.cread_grid.split(",")] if args.cread_grid else None)
@@ -393,7 +393,7 @@ def cmd_predict(args) -> int:
     import grpc
     import numpy as np
     import pandas as pd
-    from ptpm_tf.export import describe_tree, label_unit
+    from ptpm_tf.heads.tree.describe import describe_tree, label_unit
     from ptpm_tf.serving.client import ServingClient, read_table
     frame = read_table(args.input)
     if args.rows:
@@ -429,7 +429,7 @@ def cmd_predict(args) -> int:
                                     node_value=tree.get("node_value"),
                                     scale=label_unit(tree, duration) if tree else 1.0))
     if args.output:
-        Path(args.output).write_text(strict_json.dumps({k: v.tolist() for k, v in out.items()}))
+        Path(args.output).write_text(atomic_io.dumps({k: v.tolist() for k, v in out.items()}))
         print(f"outputs written to {args.output}")
     return 0
 

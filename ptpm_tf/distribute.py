@@ -1,5 +1,4 @@
-"""Training on several devices or machines with TensorFlow's own runtime (``tf.distribute``),
-and the file writes that make an interrupted run safe to resume.
+"""Training on several devices or machines with TensorFlow's own runtime (``tf.distribute``).
 
 Strategies (:func:`make_strategy`): ``default`` (one device), ``mirrored``
 (``MirroredStrategy``: the local GPUs, or one replica on a CPU-only host) and
@@ -36,10 +35,8 @@ the single-device path is unchanged in behaviour and speed.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -176,46 +173,3 @@ def uniform(shape) -> tf.Tensor:
                          tf.random.uniform([], maxval=2 ** 31 - 1, dtype=tf.int64)])
         return tf.random.stateless_uniform(shape, seed=seed)
     return tf.random.uniform(shape, seed=7919 * (int(replica) + 1))
-
-
-# -- atomic files ----------------------------------------------------------------------
-def write_atomic(path: Path, data) -> None:
-    """Write ``data`` (str or bytes) to ``path`` so that readers see the old file or the new
-    one, never a partial one (a temporary file beside it, fsync, then rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def staging_dir(target: Path) -> Path:
-    """A fresh empty directory beside ``target`` (same file system, so it can be renamed
-    onto ``target`` by :func:`install_dir`)."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-
-
-def install_dir(staging: Path, target: Path) -> None:
-    """Make the complete directory ``staging`` appear as ``target``.
-
-    A reader sees the previous ``target``, or (for the instant between two renames) none,
-    or the new one: never a half-written directory. The previous ``target`` is moved aside
-    and deleted after the new one is in place.
-    """
-    staging, target = Path(staging), Path(target)
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-        os.rename(target, old / target.name)
-    os.rename(staging, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -11,7 +11,7 @@ import tensorflow as tf
 from ptpm_tf import metrics as M
 from ptpm_tf.data.dataset import DURATION, LABEL, ORACLE_MEAN, ORACLE_MEDIAN, USER, Dataset
 from ptpm_tf.data.pipeline import feature_batches
-from ptpm_tf.decoding import DECODERS
+from ptpm_tf.heads.tree.decoding import DECODERS
 from ptpm_tf.heads import TreeHead
 from ptpm_tf.model import WatchTimeModel
 

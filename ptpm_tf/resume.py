@@ -19,7 +19,7 @@ as an uninterrupted run. It does not reproduce the uninterrupted run bit for bit
 shuffling and the pruning draws restart from the seed. If the kill came after the last
 epoch (during the final evaluation or write), training is not repeated: the best weights
 are taken from ``backup/progress``. The finished run replaces the directory atomically
-(:func:`ptpm_tf.distribute.install_dir`), which removes ``backup/``.
+(:func:`ptpm_tf.atomic_io.install_dir`), which removes ``backup/``.
 
 With several workers only the chief writes here; every worker reads it back on a restart,
 so on several machines the run directory must be on storage they all see.
@@ -37,7 +37,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import tensorflow as tf
 
-from ptpm_tf import distribute
+from ptpm_tf import atomic_io
 
 #: fields of ``TrainConfig`` that may change between an interrupted run and its restart
 RESTART_MAY_CHANGE = ("strategy", "backup_every")
@@ -70,10 +70,10 @@ class RunBackup:
                     f"or delete {self.root} to start over")
             elif saved != current and self.writer:
                 # a run that failed or was killed before its first backup: nothing to resume
-                distribute.write_atomic(path, json.dumps(current, indent=2, sort_keys=True))
+                atomic_io.write_atomic(path, json.dumps(current, indent=2, sort_keys=True))
         elif self.writer:
             self.root.mkdir(parents=True, exist_ok=True)
-            distribute.write_atomic(path, json.dumps(current, indent=2, sort_keys=True))
+            atomic_io.write_atomic(path, json.dumps(current, indent=2, sort_keys=True))
 
     def has_progress(self) -> bool:
         """Whether training got as far as a backup (a checkpoint or an epoch's state)."""
@@ -196,7 +196,7 @@ class ResumableEarlyStopping(tf.keras.callbacks.EarlyStopping):
         buf = io.BytesIO()
         np.savez(buf, epoch=self._epoch, seconds=self.train_seconds,
                  **{f"m{i}": v for i, v in enumerate(values)})
-        distribute.write_atomic(d / f"running-{step}.npz", buf.getvalue())
+        atomic_io.write_atomic(d / f"running-{step}.npz", buf.getvalue())
         for old in list_running(d)[:-2]:  # the checkpoint in force matches one of the last two
             (d / f"running-{old}.npz").unlink(missing_ok=True)
 
@@ -254,14 +254,14 @@ class ResumableEarlyStopping(tf.keras.callbacks.EarlyStopping):
             if new_best or not (d / weights_file).exists():
                 buf = io.BytesIO()
                 np.savez(buf, **{f"w{i}": w for i, w in enumerate(self.best_weights)})
-                distribute.write_atomic(d / weights_file, buf.getvalue())
+                atomic_io.write_atomic(d / weights_file, buf.getvalue())
         best = float(self.best)
         state = {"epoch": epoch, "wait": int(self.wait), "best": best,
                  "best_epoch": int(self.best_epoch), "stopped_epoch": int(self.stopped_epoch),
                  "finished": finished, "best_weights": weights_file,
                  "iterations": int(self.model.optimizer.iterations.numpy()),
                  "train_seconds": self.train_seconds, "epoch_logs": self.epoch_logs}
-        distribute.write_atomic(d / f"epoch-{epoch}.json", json.dumps(state))
+        atomic_io.write_atomic(d / f"epoch-{epoch}.json", json.dumps(state))
         self._prune(keep_from=epoch - 1)
 
     def _prune(self, keep_from: int) -> None:

@@ -34,14 +34,13 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from ptpm_tf import distribute, strict_json
+from ptpm_tf import atomic_io, distribute
 from ptpm_tf.data.dataset import DURATION, LABEL, Dataset, DataError
 from ptpm_tf.data.pipeline import make_tf_dataset
 from ptpm_tf.data.prepared import Prepared, open_prepared
 from ptpm_tf.data.registry import load_dataset
 from ptpm_tf.data.splits import Split, split_dataset
 from ptpm_tf.features import FeatureEncoder
-from ptpm_tf.data.dataset import DURATION
 from ptpm_tf.heads import DEFAULT_PRESET, MODELS, build_head, head_settings
 from ptpm_tf.model import WatchTimeModel
 from ptpm_tf.resume import ResumableEarlyStopping, RunBackup
@@ -451,20 +450,20 @@ def save_run(run: Run, out_dir: Path,
     chief = distribute.is_chief(strategy)
     if chief:
         check_run_dir(out_dir)
-    stage = distribute.staging_dir(out_dir) if chief else distribute.worker_dir(out_dir, strategy)
+    stage = atomic_io.staging_dir(out_dir) if chief else distribute.worker_dir(out_dir, strategy)
     try:
         _write_run(run, stage)
         if chief:
             for name in carry:
                 if (out_dir / name).exists():
                     os.rename(out_dir / name, stage / name)
-            distribute.install_dir(stage, out_dir)
+            atomic_io.install_dir(stage, out_dir)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
 
 def _write_run(run: Run, out_dir: Path) -> None:
-    (out_dir / "config.json").write_text(strict_json.dumps(
+    (out_dir / "config.json").write_text(atomic_io.dumps(
         {"train": dataclasses.asdict(run.config), "model": run.model.get_config(),
          "dataset": {"name": run.dataset.name, "rows": len(run.dataset),
                      "categorical": run.dataset.categorical,
@@ -472,8 +471,8 @@ def _write_run(run: Run, out_dir: Path) -> None:
     run.model.save_weights(str(out_dir / "weights"))
     if run.split is not None:  # a streamed run's split is its prepared directory's
         run.split.save_indices(out_dir / "split.npz")
-    (out_dir / "history.json").write_text(strict_json.dumps(run.history, indent=2))
-    (out_dir / "metrics.json").write_text(strict_json.dumps(run.metrics, indent=2,
+    (out_dir / "history.json").write_text(atomic_io.dumps(run.history, indent=2))
+    (out_dir / "metrics.json").write_text(atomic_io.dumps(run.metrics, indent=2,
                                                             default=float))
 
 

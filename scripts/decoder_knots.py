@@ -16,13 +16,13 @@ import numpy as np
 import ptpm_tf  # noqa: F401
 import tensorflow as tf
 
-from ptpm_tf import decoding
+from ptpm_tf.heads.tree import decoding
 from ptpm_tf import metrics as M
 from ptpm_tf.calibration import CALIBRATION_LEVELS
 from ptpm_tf.data.dataset import LABEL
 from ptpm_tf.evaluate import predict_frame
 from ptpm_tf.training import load_run
-from ptpm_tf.tree import fit_global_tree
+from ptpm_tf.heads.tree.geometry import fit_global_tree
 
 
 def main(argv=None):

@@ -15,13 +15,13 @@ For a trained tree run, the same weights decoded by the mean and by the median. 
 Three execution paths, each on 1 / 64 / 512 candidates of the test split:
 
 - ``session`` (TF Serving's path): the exports are loaded through the TF1 session loader
-  (:class:`~ptpm_tf.serving.test_server.Servable`, the SavedModelBundle path of
+  (:class:`~ptpm_tf.serving.local_server.Servable`, the SavedModelBundle path of
   ``tensorflow_model_server``) and every output of the variant's signature is fetched
   through a session callable (``Session::Run`` with a fixed feed and fetch list, as the
   model server calls it).
 - ``function``: ``model(features)`` under ``tf.function``, every output fetched to NumPy.
 - ``grpc``: the mean export served by the PredictionService test server (a child process,
-  :mod:`ptpm_tf.serving.test_server`), ``serving_default`` against ``distribution``, timed
+  :mod:`ptpm_tf.serving.local_server`), ``serving_default`` against ``distribution``, timed
   per request by the load test (one client; one signature after the other, in rounds).
 
 Variants are interleaved in a shuffled order on every repetition, so machine-load drift
@@ -47,7 +47,7 @@ import ptpm_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
 from ptpm_tf.export import DISTRIBUTION_SIGNATURE, SERVING_SIGNATURE, write_saved_model
-from ptpm_tf.serving.test_server import Servable
+from ptpm_tf.serving.local_server import Servable
 from ptpm_tf.training import load_run
 
 FUNCTION_VARIANTS = {  # name -> (distribution_outputs, decode)
@@ -114,7 +114,7 @@ def _session_runners(servables, raw):
 def _grpc(servables, frame, args, workdir: Path):
     """p50 per request of ``serving_default`` and ``distribution`` of the mean export
     through the test server."""
-    from ptpm_tf.serving.latency_bench import start_test_server
+    from ptpm_tf.benchmarks.serving_latency import start_test_server
     from ptpm_tf.serving.loadtest import run_loadtest
     proc, address = start_test_server({"mean": servables["mean"].path}, workdir)
     try:

@@ -4,7 +4,7 @@
     python scripts/make_kuairec_scale.py --rows 12500000 --out /tmp/kuairec-scale
 
 The file (about 1 GB at 12.5M rows) is for load measurements only; do not commit it.
-To measure cold/warm load time and peak RSS use `python -m ptpm_tf.data.scale_bench`.
+To measure cold/warm load time and peak RSS use `python -m ptpm_tf.benchmarks.scale`.
 """
 import argparse
 import sys
@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ptpm_tf.data.scale_bench import DEFAULT_ROWS, make_kuairec_scale  # noqa: E402
+from ptpm_tf.benchmarks.scale import DEFAULT_ROWS, make_kuairec_scale  # noqa: E402
 
 
 def main() -> int:

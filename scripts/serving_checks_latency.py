@@ -15,7 +15,7 @@ from pathlib import Path
 
 import ptpm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 from ptpm_tf import export
-from ptpm_tf.serving.latency_bench import format_in_process, measure_in_process
+from ptpm_tf.benchmarks.serving_latency import format_in_process, measure_in_process
 
 
 def _serve_unchecked(self, features):

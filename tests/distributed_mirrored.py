@@ -9,7 +9,7 @@ Prints one JSON object of largest absolute differences (and reference magnitudes
   against the single-device gradient, with ``w_tree = 0`` so that only the deterministic
   terms contribute;
 - ``ucl``, ``sample_adv``, ``batch_adv``, ``std``: the global-batch statistics of
-  :mod:`ptpm_tf.losses` / :mod:`ptpm_tf.distribute` computed on the split batch.
+  :mod:`ptpm_tf.heads.tree.losses` / :mod:`ptpm_tf.distribute` computed on the split batch.
 
 The global batch has an odd size, so the replicas hold different numbers of rows, and a
 second case gives one replica a single row and the other none.
@@ -24,12 +24,13 @@ import tensorflow as tf
 cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
-from ptpm_tf import distribute, losses  # noqa: E402
+from ptpm_tf import distribute
+from ptpm_tf.heads.tree import losses  # noqa: E402
 from ptpm_tf.data.registry import load_dataset  # noqa: E402
 from ptpm_tf.data.splits import split_dataset  # noqa: E402
 from ptpm_tf.features import FeatureEncoder  # noqa: E402
 from ptpm_tf.training import TrainConfig, build_model  # noqa: E402
-from ptpm_tf.tree import TreeGeometry, TreeOps  # noqa: E402
+from ptpm_tf.heads.tree.geometry import TreeGeometry, TreeOps  # noqa: E402
 
 STRATEGY = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 assert STRATEGY.num_replicas_in_sync == 2

@@ -6,8 +6,8 @@ import math
 import pytest
 
 import ptpm_tf  # noqa: F401
-from ptpm_tf import benchmark as B
-from ptpm_tf.stats import paired_t_test, t_sf
+from ptpm_tf.benchmarks import suite as B
+from ptpm_tf.benchmarks.stats import paired_t_test, t_sf
 
 TINY_TOWER = {"embedding_dim": 4, "n_cross": 1, "hidden": (16,)}
 
@@ -119,7 +119,7 @@ def test_tables_bold_the_best_and_star_a_significant_ptpm_gain():
 
 
 def test_settings_table_lists_validation_next_to_test():
-    from ptpm_tf.benchmark import _settings_table
+    from ptpm_tf.benchmarks.suite import _settings_table
     stat = lambda m: {"mean": m, "std": 0.0, "n": 2}
     models = {"ptpm": {"val_mae": stat(9.5), "val_xauc": stat(0.70), "mae": stat(9.6),
                        "xauc": stat(0.71), "avg_tree_depth": stat(6.0)},

@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 import ptpm_tf  # noqa: F401
-from ptpm_tf import decoding
-from ptpm_tf.tree import TreeGeometry, TreeOps, fit_global_tree
+from ptpm_tf.heads.tree import decoding
+from ptpm_tf.heads.tree.geometry import TreeGeometry, TreeOps, fit_global_tree
 
 # Two leaves, K = 2 pieces each: leaf 0 covers [0, 10] with its within-leaf median at 2
 # (skewed), leaf 1 covers [10, 30] with its within-leaf median at 20.
@@ -312,14 +312,14 @@ def test_monotone_map_by_hand():
 
 
 def test_isotonic_pools_adjacent_violators_by_hand():
-    from ptpm_tf.calibration import isotonic
+    from ptpm_tf.heads.tree.completion import isotonic
     np.testing.assert_allclose(isotonic([1, 3, 2, 4], [1, 1, 1, 1]), [1, 2.5, 2.5, 4])
     np.testing.assert_allclose(isotonic([1, 3, 2, 4], [1, 1, 3, 1]), [1, 2.25, 2.25, 4])
     np.testing.assert_allclose(isotonic([3, 2, 1], [1, 1, 1]), [2, 2, 2])
 
 
 def test_completion_map_undoes_a_known_bias():
-    from ptpm_tf.calibration import fit_completion_map
+    from ptpm_tf.heads.tree.completion import fit_completion_map
     rng = np.random.default_rng(3)
     raw = rng.uniform(0.0, 0.5, 200_000)
     done = (rng.random(raw.size) < 2.0 * raw).astype(float)  # the truth is twice the raw
@@ -337,7 +337,7 @@ def test_completion_map_undoes_a_known_bias():
 
 
 def test_benchmark_table_shows_tree_models_with_both_decoders():
-    from ptpm_tf import benchmark as B
+    from ptpm_tf.benchmarks import suite as B
     runs = [{"variant": "ptpm", "seed": s,
              "test": {"decode": "mean", "mae": 10.0 + s, "xauc": 0.70, "mae_mean": 10.0 + s,
                       "xauc_mean": 0.70, "mae_median": 9.5 + s, "xauc_median": 0.71}}

@@ -225,7 +225,7 @@ def test_a_directory_with_other_files_is_not_replaced(tmp_path):
 
 
 def test_install_dir_replaces_a_run_whole(tmp_path):
-    from ptpm_tf.distribute import install_dir, staging_dir, write_atomic
+    from ptpm_tf.atomic_io import install_dir, staging_dir, write_atomic
 
     target = tmp_path / "run"
     for version in ("old", "new"):

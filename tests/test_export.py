@@ -16,8 +16,9 @@ import tensorflow as tf
 from serving_helpers import DEPTH, sample_rows, tiny_exports, tiny_runs, with_unseen_ids
 from ptpm_tf import cli
 from ptpm_tf.export import (INFO_FILE, PREDICT_METHOD, REGRESS_METHOD, TMP_PREFIX,
-                            WARMUP_FILE, describe_tree, export_model, graph_ops,
-                            list_versions, non_stock_ops, to_examples)
+                            WARMUP_FILE, export_model, graph_ops, list_versions,
+                            non_stock_ops, to_examples)
+from ptpm_tf.heads.tree.describe import describe_tree
 
 POINT_OUTPUTS = {"watch_time", "watch_time_global", "variance", "prune_mask", "leaf_prob",
                  "tree_depth"}
@@ -274,7 +275,7 @@ def _signature_ops(version_dir: Path, key: str) -> set:
 @pytest.mark.parametrize("name", ["ptpm", "tpm"])
 def test_serving_default_skips_the_distributional_decoding(name):
     """A mean-decoded model's serving_default is traced without the quantile search
-    (LowerBound/UpperBound of ptpm_tf.decoding); the distribution signature has it. A
+    (LowerBound/UpperBound of ptpm_tf.heads.tree.decoding); the distribution signature has it. A
     median-decoded model searches for its median only (LowerBound). A caller pays for
     what it asks."""
     path = tiny_exports()[name]
@@ -353,7 +354,7 @@ def test_baseline_head_exports_generically(tmp_path):
 def test_pruned_leaves_fast_form_matches_reference(depth):
     """TreeOps.pruned_leaves (one fused MatMul+BiasAdd+Relu, chosen for serving latency)
     equals the direct definition, eagerly and inside a graph (where grappler fuses it)."""
-    from ptpm_tf.tree import TreeGeometry, TreeOps
+    from ptpm_tf.heads.tree.geometry import TreeGeometry, TreeOps
     g = TreeGeometry(depth)
     ops = TreeOps(g)
     rng = np.random.default_rng(depth)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from ptpm_tf.data import inspect as data_inspect
-from ptpm_tf.data import scale_bench
+from ptpm_tf.benchmarks import scale as scale_bench
 from ptpm_tf.data.dataset import Dataset
 from ptpm_tf.data.registry import load_dataset
 

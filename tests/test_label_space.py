@@ -9,10 +9,11 @@ import pytest
 import tensorflow as tf
 
 import ptpm_tf  # noqa: F401
-from ptpm_tf import decoding
-from ptpm_tf.export import describe_tree, label_unit, tree_constants
+from ptpm_tf.heads.tree import decoding
+from ptpm_tf.export import tree_constants
+from ptpm_tf.heads.tree.describe import describe_tree, label_unit
 from ptpm_tf.heads import TreeHead, build_head, head_settings
-from ptpm_tf.tree import assign_leaves, fit_global_tree, leaf_cuts
+from ptpm_tf.heads.tree.geometry import assign_leaves, fit_global_tree, leaf_cuts
 
 
 def _ratios(n=20_000, seed=0):

@@ -5,9 +5,9 @@ import pytest
 import tensorflow as tf
 
 import ptpm_tf  # noqa: F401
-from ptpm_tf import losses
+from ptpm_tf.heads.tree import losses
 from ptpm_tf.heads import TreeHead
-from ptpm_tf.tree import TreeOps, TreeGeometry
+from ptpm_tf.heads.tree.geometry import TreeOps, TreeGeometry
 
 
 def _logit(p):

@@ -17,7 +17,7 @@ from ptpm_tf import cli
 from ptpm_tf.export import export_model
 from ptpm_tf.serving.client import ServingClient, make_predict_request
 from ptpm_tf.serving.loadtest import format_report, run_loadtest
-from ptpm_tf.serving.test_server import TestServer, models_from_config
+from ptpm_tf.serving.local_server import LocalModelServer, models_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def server():
     exports = tiny_exports()
-    srv = TestServer({"ptpm": exports["root"] / "ptpm", "tpm": exports["root"] / "tpm"})
+    srv = LocalModelServer({"ptpm": exports["root"] / "ptpm", "tpm": exports["root"] / "tpm"})
     yield srv
     srv.stop()
 
@@ -151,7 +151,7 @@ def test_newest_version_is_served(tmp_path):
     base = tmp_path / "m"
     shutil.copytree(tiny_exports()["tpm"], base / "1")
     feats = _features(6)
-    with TestServer({"m": base}, poll_seconds=0.0) as srv, ServingClient(srv.address) as c:
+    with LocalModelServer({"m": base}, poll_seconds=0.0) as srv, ServingClient(srv.address) as c:
         first = c.predict("m", feats)
         np.testing.assert_allclose(first["watch_time"], _keras("tpm", feats)["watch_time"],
                                    rtol=1e-5, atol=1e-4)

@@ -18,7 +18,7 @@ from tensorflow_serving.apis import (input_pb2, model_pb2, predict_pb2,
 
 from serving_helpers import sample_rows, tiny_exports, tiny_runs
 from ptpm_tf.export import P_COMPLETE_UNKNOWN, non_stock_ops, to_examples
-from ptpm_tf.serving.test_server import TestServer
+from ptpm_tf.serving.local_server import LocalModelServer
 
 OK, INVALID, NOT_FOUND = (grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT,
                           grpc.StatusCode.NOT_FOUND)
@@ -27,7 +27,7 @@ OK, INVALID, NOT_FOUND = (grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT,
 @pytest.fixture(scope="module")
 def stub():
     exports = tiny_exports()
-    srv = TestServer({"ptpm": exports["root"] / "ptpm", "tpm": exports["root"] / "tpm"})
+    srv = LocalModelServer({"ptpm": exports["root"] / "ptpm", "tpm": exports["root"] / "tpm"})
     channel = grpc.insecure_channel(srv.address)
     yield prediction_service_pb2_grpc.PredictionServiceStub(channel)
     channel.close()
@@ -146,7 +146,7 @@ def test_a_non_finite_output_fails_the_call_through_the_session_loader(tmp_path)
     SavedModel served by TF Serving's loader path still fails the call, naming the
     output, instead of answering NaN or inf."""
     from ptpm_tf.export import checked_inputs, checked_outputs
-    from ptpm_tf.serving.test_server import Servable
+    from ptpm_tf.serving.local_server import Servable
 
     class Module(tf.Module):
         @tf.function(input_signature=[{"x": tf.TensorSpec([None], tf.float32, name="x")}])

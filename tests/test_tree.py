@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 import ptpm_tf  # noqa: F401
-from ptpm_tf.tree import TreeGeometry, TreeOps, assign_leaves, fit_global_tree
+from ptpm_tf.heads.tree.geometry import TreeGeometry, TreeOps, assign_leaves, fit_global_tree
 
 
 def _random_logits(rng, batch, geom):

@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from ptpm_tf import strict_json
+from ptpm_tf import atomic_io
 from ptpm_tf.data.dataset import DURATION, ITEM, LABEL, TIMESTAMP, USER, Dataset, one_line
 
 QUANTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99)
@@ -77,7 +77,7 @@ def inspect_dataset(ds: Dataset, out_dir) -> dict:
     info["load_report"] = dataclasses.asdict(ds.report)
     info["figure"] = FIGURE_NAME
     plot_distributions(ds, out / FIGURE_NAME)
-    (out / JSON_NAME).write_text(strict_json.dumps(info, indent=2) + "\n")
+    (out / JSON_NAME).write_text(atomic_io.dumps(info, indent=2) + "\n")
     return info
 
 

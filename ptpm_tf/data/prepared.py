@@ -355,7 +355,7 @@ def prepare(name: str, out_dir, *, data_dir=None, spec=None, rows: Optional[int]
     """
     from ptpm_tf.data import reader
     from ptpm_tf.data.registry import DATASETS, load_dataset
-    from ptpm_tf.distribute import install_dir, staging_dir
+    from ptpm_tf.atomic_io import install_dir, staging_dir
 
     say = progress or (lambda msg: None)
     fr = tuple(float(f) for f in split)

@@ -7,11 +7,11 @@
 - :mod:`ptpm_tf.serving.loadtest`: p50/p95/p99 latency and throughput per batch size
   (candidates per request) and concurrency, several models side by side
   (``ptpm-tf loadtest``).
-- :mod:`ptpm_tf.serving.test_server`: a PredictionService that answers from the exported
+- :mod:`ptpm_tf.serving.local_server`: a PredictionService that answers from the exported
   SavedModel through the TF1 session loader, the SavedModelBundle path TF Serving uses.
   ``tensorflow_model_server`` is not installable from PyPI, so the tests run the client
   and the load test against this server; production is the ``tensorflow/serving`` image
   of ``docker-compose.yml``.
-- :mod:`ptpm_tf.serving.latency_bench`: in-process SavedModel latency, PTPM against TPM
+- :mod:`ptpm_tf.benchmarks.serving_latency`: in-process SavedModel latency, PTPM against TPM
   (BENCHMARKS.md).
 """

@@ -26,7 +26,7 @@ test are tested against this server. It follows the model server where the tests
 
 It is a test and development tool, not a production server (no batching, Python
 threads): use ``docker compose up`` for that. Run it by hand with
-``python -m ptpm_tf.serving.test_server --model_name ptpm --model_base_path export/ptpm``
+``python -m ptpm_tf.serving.local_server --model_name ptpm --model_base_path export/ptpm``
 or ``--model_config_file serving/models.config --models_root export``.
 """
 from __future__ import annotations
@@ -405,7 +405,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return _guard(context, run)
 
 
-class TestServer:
+class LocalModelServer:
     """A running test server: ``.address`` (``127.0.0.1:PORT``), ``.stop()``; also a
     context manager."""
 
@@ -461,7 +461,7 @@ def models_from_config(path: Path, models_root: Optional[Path] = None) -> Dict[s
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ptpm_tf.serving.test_server",
+    p = argparse.ArgumentParser(prog="python -m ptpm_tf.serving.local_server",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8500, help="0 = any free port")
@@ -484,7 +484,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     models.update({n: Path(b) for n, b in zip(args.model_name, args.model_base_path)})
     if not models:
         p.error("no models: use --model_name/--model_base_path or --model_config_file")
-    server = TestServer(models, host=args.host, port=args.port, max_workers=args.max_workers,
+    server = LocalModelServer(models, host=args.host, port=args.port, max_workers=args.max_workers,
                         poll_seconds=args.poll_seconds)
     log.info("listening on %s for %s", server.address, sorted(models))
     if args.port_file:

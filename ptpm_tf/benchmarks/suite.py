@@ -33,16 +33,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ptpm_tf import atomic_io
 from ptpm_tf import metrics as M
 from ptpm_tf.heads import PRESETS
-from ptpm_tf.stats import paired_t_test
+from ptpm_tf.benchmarks.stats import paired_t_test
 
 #: variant name -> (model name of ``MODELS``, head overrides). Every variant is built on
 #: the ``paper`` preset, so the paper's names keep the paper's definitions; ``*-ratio``
@@ -313,20 +313,16 @@ def execute(spec: RunSpec, config: BenchmarkConfig, cache: _DataCache) -> Dict[s
     return record
 
 
-def _write_json(path: Path, obj) -> None:
-    """Write atomically: a reader (or a resumed benchmark) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, default=_json_default))
-    os.replace(tmp, path)
-
-
 def _json_default(x):
     if isinstance(x, (np.floating, np.integer)):
         return x.item()
     if isinstance(x, np.ndarray):
         return x.tolist()
     return str(x)
+
+
+#: how the benchmark's JSON files are written (compact, NumPy values as Python ones)
+JSON_FORMAT = {"indent": 1, "default": _json_default}
 
 
 #: settings that change what a finished run means: resuming with others would mix results
@@ -361,7 +357,7 @@ def run_benchmark(config: BenchmarkConfig, progress: bool = True,
     if len(todo) < len(specs):
         log(f"resuming: {len(specs) - len(todo)} of {len(specs)} runs already in {out}")
     _check_resumable(out, config)
-    _write_json(out / "benchmark_config.json", dataclasses.asdict(config))
+    atomic_io.write_json(out / "benchmark_config.json", dataclasses.asdict(config), **JSON_FORMAT)
     cache = _DataCache(config)
     start = time.perf_counter()
     bar = tqdm(total=len(specs), initial=len(specs) - len(todo), unit="run",
@@ -369,17 +365,17 @@ def run_benchmark(config: BenchmarkConfig, progress: bool = True,
     for spec in todo:
         bar.set_description(f"{spec.tag} d{spec.depth} s{spec.seed}")
         record = execute(spec, config, cache)
-        _write_json(out / spec.path, record)
+        atomic_io.write_json(out / spec.path, record, **JSON_FORMAT)
         bar.update(1)
         bar.set_postfix(mae=f"{record['test']['mae']:.3f}", xauc=f"{record['test']['xauc']:.4f}")
     bar.close()
     results = summarize(out, config)
     results["wall_seconds_this_invocation"] = round(time.perf_counter() - start, 1)
-    _write_json(out / "results.json", results)
+    atomic_io.write_json(out / "results.json", results, **JSON_FORMAT)
     (out / "tables.md").write_text(render_tables(results))
-    from ptpm_tf.figures import write_figures
+    from ptpm_tf.benchmarks.figures import write_figures
     results["figures"] = write_figures(results, out)
-    _write_json(out / "results.json", results)
+    atomic_io.write_json(out / "results.json", results, **JSON_FORMAT)
     return results
 
 

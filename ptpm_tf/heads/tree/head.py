@@ -11,7 +11,7 @@ TPM is this head with ``tsl=False, ucl=False, leaf_values='midpoint'``.
 **Label space.** ``label_space='seconds'`` is the paper's tree over the watch time ``w``;
 ``'ratio'`` discretises the watch ratio ``r = w / d`` (``d`` the item's duration), whose
 atom at ``r = 1`` (complete plays) gets zero-width leaves of value exactly 1
-(:func:`ptpm_tf.tree.leaf_cuts`). Everything the head returns stays in seconds per row:
+(:func:`ptpm_tf.heads.tree.geometry.leaf_cuts`). Everything the head returns stays in seconds per row:
 each decoded quantity of ``r`` is multiplied back by ``d`` (Eq. 2 in ratio space times
 ``d`` is the mean in seconds; quantiles likewise; the variance by ``d^2``). Rows whose
 duration is missing, NaN or ``<= 0`` use the training median duration
@@ -19,7 +19,7 @@ duration is missing, NaN or ``<= 0`` use the training median duration
 seconds (the paper's regression of the watch time), on the normalised scale
 ``label_scale`` = std of the training watch times.
 
-Decoding (issue 7, :mod:`ptpm_tf.decoding`): besides its mean (Eq. 2), the tree's leaf
+Decoding (issue 7, :mod:`ptpm_tf.heads.tree.decoding`): besides its mean (Eq. 2), the tree's leaf
 distribution is decoded into a continuous distribution in seconds (a pruned leaf spread
 over its global leaves by training mass, interpolated inside a leaf through the training
 labels' within-leaf quantiles ``leaf_knots``). ``decode='median'`` serves its median as
@@ -28,7 +28,7 @@ at ``quantile_levels`` and, when the features carry ``duration``, ``p_complete``
 space ``p_complete`` is the tree's own mass at ``r >= 1``; in seconds space it is
 ``P(W > duration)`` recalibrated on the validation split by the monotone map
 ``completion_map`` (a seconds leaf smears each item's completion spike, so the raw value
-is biased low, see :mod:`ptpm_tf.calibration`).
+is biased low, see :mod:`ptpm_tf.heads.tree.completion`).
 """
 from __future__ import annotations
 
@@ -38,10 +38,10 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from ptpm_tf import decoding, losses
+from ptpm_tf.heads.tree import decoding, losses
 from ptpm_tf.data.dataset import DURATION, LABEL
 from ptpm_tf.heads.base import Head
-from ptpm_tf.tree import TreeGeometry, TreeOps, assign_leaves, fit_global_tree
+from ptpm_tf.heads.tree.geometry import TreeGeometry, TreeOps, assign_leaves, fit_global_tree
 from ptpm_tf import distribute
 
 
@@ -84,7 +84,7 @@ class TreeHead(Head):
         ``decoding.QUANTILE_LEVELS`` = 0.1, 0.25, 0.5, 0.75, 0.9).
       leaf_knots: within-leaf interpolation pieces ``K``; the constant ``leaf_knots``
         [L*K+1] holds the training labels' within-leaf ``j/K`` quantiles (knot ``kK + j``
-        of leaf ``k``; ``kK`` is the leaf's lower bound), see :mod:`ptpm_tf.decoding`.
+        of leaf ``k``; ``kK`` is the leaf's lower bound), see :mod:`ptpm_tf.heads.tree.decoding`.
       pruner_input: what the pruning model ``h_phi(T_g, x)`` (Eq. 10) reads: ``'features'``
         (the tower's vector for ``x``, as Fig. 5 draws it) or ``'features+tree'`` (also the
         global tree's classifier probabilities for this request, stop-gradient, so it can
@@ -257,21 +257,21 @@ class TreeHead(Head):
     def calibrate(self, model, validation: pd.DataFrame) -> Dict[str, float]:
         """When the features carry a duration: in seconds space, fit ``completion_map``
         (the recalibration of ``p_complete``,
-        :func:`ptpm_tf.calibration.fit_completion_map`) on the validation split; in ratio
+        :func:`ptpm_tf.heads.tree.completion.fit_completion_map`) on the validation split; in ratio
         space ``p_complete`` is the tree's own mass at ``r >= 1`` and nothing is fitted.
         Returns the validation completion rate and the mean served probability (and, in
         seconds space, the mean before recalibration)."""
         if DURATION not in model.encoder.numeric or DURATION not in validation:
             return {}
-        from ptpm_tf import calibration
-        raw = calibration.raw_completion(model, validation)
+        from ptpm_tf.heads.tree import completion
+        raw = completion.raw_completion(model, validation)
         d = validation[DURATION].to_numpy(np.float64)
         done = np.where(np.isfinite(d), validation[LABEL].to_numpy(np.float64) >= d, np.nan)
         ok = np.isfinite(raw) & np.isfinite(done)
         if self.ratio:
             return ({"completion_rate": float(done[ok].mean()),
                      "p_complete_mean": float(raw[ok].mean())} if ok.any() else {})
-        values = calibration.fit_completion_map(raw, done)
+        values = completion.fit_completion_map(raw, done)
         self.completion_map.assign(values)
         if not ok.any():
             return {}
@@ -341,7 +341,7 @@ class TreeHead(Head):
 
     def leaf_distributions(self, outputs):
         """([B, L], [B, L]): the global leaves' probabilities under the personalised tree
-        (its leaves' probabilities spread by training mass, :mod:`ptpm_tf.decoding`) and
+        (its leaves' probabilities spread by training mass, :mod:`ptpm_tf.heads.tree.decoding`) and
         under the global tree, over the tree's label space."""
         reach = tf.exp(self.ops.log_reach(outputs["cls_logits"]))
         global_p = reach[:, self.geometry.n_internal:]

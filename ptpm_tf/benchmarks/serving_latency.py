@@ -1,7 +1,7 @@
 """Serving latency, PTPM against TPM, measured in one run (BENCHMARKS.md).
 
 In-process: each model's export is loaded through the TF1 session loader (TF Serving's
-SavedModelBundle path, :class:`~ptpm_tf.serving.test_server.Servable`) and both Predict
+SavedModelBundle path, :class:`~ptpm_tf.serving.local_server.Servable`) and both Predict
 signatures, ``serving_default`` and ``distribution``, are run with all their outputs
 fetched, for 1, 64 and 512 candidates per request. The four (model, signature) pairs
 alternate call by call (the order flips every iteration), so the machine's background
@@ -13,8 +13,8 @@ With ``--grpc`` the same exports are also served by the PredictionService test s
 in a child process and measured with the load test (``ptpm-tf loadtest``) at the given
 concurrency levels, once per signature.
 
-    python -m ptpm_tf.serving.latency_bench --grpc          # trains PTPM and TPM briefly
-    python -m ptpm_tf.serving.latency_bench --runs-dir runs/demo --grpc
+    python -m ptpm_tf.benchmarks.serving_latency --grpc          # trains PTPM and TPM briefly
+    python -m ptpm_tf.benchmarks.serving_latency --runs-dir runs/demo --grpc
 
 The weights do not change the cost of the graph (every op is dense), so a short training
 run is enough; the tree depth (6) and the tower are the defaults of ``ptpm-tf train``.
@@ -68,7 +68,7 @@ def measure_in_process(paths: Dict[str, Path], frame, batch_sizes: Sequence[int]
     """p50/p99/mean latency (ms) of each signature of each export through the session
     loader, all (model, signature) pairs interleaved call by call (the order flips every
     iteration), every output of the signature fetched."""
-    from ptpm_tf.serving.test_server import Servable
+    from ptpm_tf.serving.local_server import Servable
     servables = {name: Servable(name, int(p.name), p) for name, p in paths.items()}
     for s in servables.values():
         s.warm_up()
@@ -159,7 +159,7 @@ def start_test_server(paths: Dict[str, Path], workdir: Path):
     """Serve the version directories ``paths`` ({model name: .../<version>}) with the
     PredictionService test server in a child process; returns (process, address)."""
     port_file = workdir / "port"
-    cmd = [sys.executable, "-m", "ptpm_tf.serving.test_server", "--port", "0",
+    cmd = [sys.executable, "-m", "ptpm_tf.serving.local_server", "--port", "0",
            "--port_file", str(port_file)]
     for name, p in paths.items():
         cmd += ["--model_name", name, "--model_base_path", str(p.parent)]
@@ -177,7 +177,7 @@ def start_test_server(paths: Dict[str, Path], workdir: Path):
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ptpm_tf.serving.latency_bench",
+    p = argparse.ArgumentParser(prog="python -m ptpm_tf.benchmarks.serving_latency",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--runs-dir", help="folder with ptpm/ and tpm/ runs (e.g. runs/demo); "
                                       "default: train both briefly")

@@ -7,13 +7,13 @@ video_duration, time, date, timestamp, watch_ratio; 7,176 users x 10,728 videos;
 user_features.csv, item_categories.csv and item_daily_features.csv so that the joins are
 measured too) and measures, each in a fresh process so that peak RSS is per phase:
 
-    python -m ptpm_tf.data.scale_bench --rows 12500000 --dir /tmp/kuairec-scale
+    python -m ptpm_tf.benchmarks.scale --rows 12500000 --dir /tmp/kuairec-scale
 
 With ``--prepared`` it runs issue 12's comparison instead (``run_prepared_bench``): the
 in-memory PTPM epoch on a 300k-row folder, ``data prepare``, one PTPM epoch streamed from
 the prepared directory, and batch scoring of every prepared row:
 
-    python -m ptpm_tf.data.scale_bench --prepared --rows 12500000 --dir /tmp/kuairec-scale
+    python -m ptpm_tf.benchmarks.scale --prepared --rows 12500000 --dir /tmp/kuairec-scale
 
 Cold = parse the CSVs and write the cache; warm = read the cache. Peak RSS is
 ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of the process doing that phase; CPU seconds
@@ -277,7 +277,7 @@ def run_prepared_bench(data_dir, rows: int = DEFAULT_ROWS, seed: int = 0, keep: 
               ("stream_epoch", data_dir, ["--phase", "stream"]),
               ("score", data_dir, ["--phase", "score"]))
     for name, folder, args in phases:
-        out = subprocess.run([sys.executable, "-m", "ptpm_tf.data.scale_bench", "--dir",
+        out = subprocess.run([sys.executable, "-m", "ptpm_tf.benchmarks.scale", "--dir",
                               str(folder), *args], check=True, capture_output=True, text=True,
                              env=env)
         result[name] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -311,7 +311,7 @@ def run_bench(data_dir, rows: int = DEFAULT_ROWS, seed: int = 0, keep: bool = Fa
         [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
     for phase in ("cold", "warm"):
         extra = ["--train-epoch"] if (train_epoch and phase == "warm") else []
-        out = subprocess.run([sys.executable, "-m", "ptpm_tf.data.scale_bench", "--dir",
+        out = subprocess.run([sys.executable, "-m", "ptpm_tf.benchmarks.scale", "--dir",
                               str(data_dir), "--phase", phase, *extra], check=True,
                              capture_output=True, text=True, env=env)
         result[phase] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -321,7 +321,7 @@ def run_bench(data_dir, rows: int = DEFAULT_ROWS, seed: int = 0, keep: bool = Fa
 
 
 def main(argv: Optional[list] = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ptpm_tf.data.scale_bench",
+    ap = argparse.ArgumentParser(prog="python -m ptpm_tf.benchmarks.scale",
                                  description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=DEFAULT_ROWS)
     ap.add_argument("--dir", default="/tmp/kuairec-scale")

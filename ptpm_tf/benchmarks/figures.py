@@ -1,5 +1,5 @@
 """The benchmark's figures (paper Figs. 6-8) as PNGs, from the results dictionary of
-:func:`ptpm_tf.benchmark.summarize` (matplotlib, Agg backend: no display needed).
+:func:`ptpm_tf.benchmarks.suite.summarize` (matplotlib, Agg backend: no display needed).
 
 - ``fig6_cost_<ds>.png`` (Fig. 6 left): trainable parameters and FLOPs per sample of every
   model, PTPM and TPM highlighted.
@@ -30,7 +30,7 @@ def _plt():
 
 def write_figures(results: Dict[str, Any], out: Path) -> List[str]:
     """Write every figure the results allow; return the file names written."""
-    from ptpm_tf.benchmark import LABELS
+    from ptpm_tf.benchmarks.suite import LABELS
     plt = _plt()
     written: List[str] = []
     for ds, r in results["datasets"].items():
@@ -47,7 +47,7 @@ def write_figures(results: Dict[str, Any], out: Path) -> List[str]:
 
 
 def _fig6_cost(plt, r, ds, labels):
-    from ptpm_tf.benchmark import TABLE2_ORDER, TABLE3_ORDER
+    from ptpm_tf.benchmarks.suite import TABLE2_ORDER, TABLE3_ORDER
     ms = r["models"]
     order = list(dict.fromkeys((*TABLE2_ORDER, *TABLE3_ORDER, *ms)))
     names = [v for v in order if v in ms and ms[v].get("cost")]

@@ -8,9 +8,9 @@ a few seconds more while TensorFlow tears its input iterator down (up to ~2.3 s,
 in about half of the calls, measured), which is not training and which a multi-epoch
 ``fit`` pays once.
 
-    python -m ptpm_tf.throughput --models tpm,ptpm --rows 300000 --depth 6 --repeats 5
+    python -m ptpm_tf.benchmarks.throughput --models tpm,ptpm --rows 300000 --depth 6 --repeats 5
 
-Models are the benchmark's variant names (``ptpm_tf.benchmark.VARIANTS``): ``tpm`` and
+Models are the benchmark's variant names (``ptpm_tf.benchmarks.suite.VARIANTS``): ``tpm`` and
 ``ptpm`` are the paper's definitions, ``tpm-best`` and ``ptpm-best`` the default preset.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Dict, List, Sequence
 
 import tensorflow as tf
 
-from ptpm_tf.benchmark import VARIANTS
+from ptpm_tf.benchmarks.suite import VARIANTS
 from ptpm_tf.data.pipeline import make_tf_dataset
 from ptpm_tf.data.registry import load_dataset
 from ptpm_tf.data.splits import split_dataset

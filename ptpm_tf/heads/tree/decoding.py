@@ -60,7 +60,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from ptpm_tf.tree import TreeGeometry
+from ptpm_tf.heads.tree.geometry import TreeGeometry
 
 #: the quantile levels the serving signature returns (``quantiles`` output, [B, 5])
 QUANTILE_LEVELS = (0.1, 0.25, 0.5, 0.75, 0.9)
@@ -274,7 +274,7 @@ def survival(leaf_prob: tf.Tensor, knots: tf.Tensor, t: tf.Tensor,
 def monotone_map(p: tf.Tensor, values: tf.Tensor) -> tf.Tensor:
     """[B] probabilities in [0, 1], [J+1] ``values`` at the grid ``j / J`` -> [B] the
     piecewise-linear map through ``(j / J, values[j])``: the completion probability's
-    recalibration (:func:`ptpm_tf.calibration.fit_completion_map`). A sum of tent
+    recalibration (:func:`ptpm_tf.heads.tree.completion.fit_completion_map`). A sum of tent
     functions ``max(0, 1 - |p J - j|)`` (they sum to 1 on [0, 1]): dense over the grid,
     so NaN stays NaN, no index can leave the grid, and few ops."""
     n = values.shape[0] - 1

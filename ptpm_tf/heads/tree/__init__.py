@@ -1,0 +1,17 @@
+"""The tree model (TPM and PTPM) in one place, in the order of the paper:
+
+- :mod:`~ptpm_tf.heads.tree.geometry`: the global tree, its equal-frequency leaf bounds,
+  node values and the heap index arithmetic (paper section 4.1);
+- :mod:`~ptpm_tf.heads.tree.head`: :class:`TreeHead`, the per-node classifiers, the
+  pruning model and Eq. 1-3 and 13-17 (the personalised tree's leaf probabilities, mean
+  and variance);
+- :mod:`~ptpm_tf.heads.tree.losses`: the UCL-weighted tree loss (Eq. 18-19) and the
+  self-critical REINFORCE loss of tree structure learning (Eq. 11-12);
+- :mod:`~ptpm_tf.heads.tree.decoding`: the leaf distribution's median, quantiles and
+  survival;
+- :mod:`~ptpm_tf.heads.tree.completion`: the monotone map that recalibrates ``p_complete``;
+- :mod:`~ptpm_tf.heads.tree.describe`: one request's personalised tree, readable.
+"""
+from ptpm_tf.heads.tree.head import TreeHead
+
+__all__ = ["TreeHead"]
