@@ -41,7 +41,7 @@ def predict_quantiles(model, frame: pd.DataFrame, levels: Sequence[float],
     distributions at ``levels``, plus [n] ``p_complete`` of the personalised tree (as
     served, and ``p_complete_raw`` before recalibration) when the frame has a duration."""
     head = model.head
-    if not hasattr(head, "leaf_distributions"):
+    if not head.distributional:
         raise ValueError("calibration needs a tree model (a head with a leaf distribution)")
     levels = tf.constant(list(levels), tf.float32)
     with_duration = DURATION in model.encoder.numeric
@@ -91,10 +91,10 @@ def mixture_quantiles(mix, levels: Sequence[float], iterations: int = 40) -> np.
 def _simulator_truth(config, frame: pd.DataFrame):
     """The exact mixtures of ``frame``'s rows when it is simulator data that can be
     regenerated from the run's config (same rows and seed), else None."""
-    if config is None or getattr(config, "dataset", None) != "simulator":
+    if config is None or config.data.dataset != "simulator":
         return None
     from ptpm_tf.data.simulator import DEFAULT_ROWS, simulate_with_truth
-    sim = simulate_with_truth(rows=config.rows or DEFAULT_ROWS, seed=config.seed)
+    sim = simulate_with_truth(rows=config.data.rows or DEFAULT_ROWS, seed=config.seed)
     full = sim.dataset.frame
     idx = frame.index.to_numpy()
     if len(full) <= idx.max() or not np.array_equal(full[LABEL].to_numpy()[idx],
@@ -127,7 +127,7 @@ def calibration_report(model, frame: pd.DataFrame, dataset: Dataset, *, config=N
     pred = predict_quantiles(model, frame, levels)
     lev = np.asarray(levels)
     report: Dict[str, Any] = {"dataset": dataset.name, "n": int(len(frame)),
-                              "levels": levels, "decode": getattr(model.head, "decoder", None)}
+                              "levels": levels, "decode": model.head.decoder}
     for name in ("tree", "global"):
         q = pred[name].astype(np.float64)
         report[name] = {"coverage": M.quantile_coverage(y, q).tolist(),

@@ -1,5 +1,5 @@
 """Evaluation of a trained model on a split: exact MAE / XAUC / per-user XAUC in seconds,
-tree diagnostics, and the oracle row on simulator data (DESIGN.md section 4)."""
+tree diagnostics, and the oracle row on simulator data (docs/design.md section 4)."""
 from __future__ import annotations
 
 from typing import Any, Dict
@@ -11,48 +11,40 @@ import tensorflow as tf
 from ptpm_tf import metrics as M
 from ptpm_tf.data.dataset import DURATION, LABEL, ORACLE_MEAN, ORACLE_MEDIAN, USER, Dataset
 from ptpm_tf.data.pipeline import feature_batches
-from ptpm_tf.heads.tree.decoding import DECODERS
-from ptpm_tf.heads import TreeHead
 from ptpm_tf.model import WatchTimeModel
 
 
 def predict_frame(model: WatchTimeModel, frame: pd.DataFrame,
                   batch_size: int = 8192) -> Dict[str, np.ndarray]:
     """The model's decoded predictions plus its raw head outputs for every row of
-    ``frame``, as NumPy arrays (batched; no per-row Python work). Heads with a
-    ``decode_all`` (the tree head) return their evaluation outputs too (every decoder)."""
-    decode = getattr(model.head, "decode_all", model.head.decode)
-
-    @tf.function(reduce_retracing=True)
-    def step(features):
-        raw = model.raw_outputs(features)
-        return {**raw, **decode(raw, features)}
+    ``frame``, as NumPy arrays (batched; no per-row Python work): the head's
+    ``evaluation_outputs`` (for the tree head, every decoder)."""
+    step = _evaluation_step(model)
 
     parts = [step(batch) for batch in
              feature_batches(model.encoder.compact_arrays(frame), batch_size)]
     return {k: np.concatenate([p[k].numpy() for p in parts]) for k in parts[0]}
 
 
-def _per_row(pred: Dict[str, np.ndarray], head) -> Dict[str, np.ndarray]:
-    """The 1-D outputs evaluation needs (the tree's [n, nodes] outputs reduced per row)."""
-    out = {k: v for k, v in pred.items() if k.startswith("watch_time") or k == "tree_depth"}
-    out = {k: v for k, v in out.items() if np.ndim(v) == 1}
-    if isinstance(head, TreeHead):
-        out["pruned"] = pred["prune_mask"].any(axis=1)
-        out["path_depth"] = (pred["leaf_prob"] * head.geometry.node_depth).sum(1)
-    return out
+def _evaluation_step(model: WatchTimeModel):
+    """features -> raw outputs and the head's ``evaluation_outputs``, one traced graph."""
+    head = model.head
+
+    @tf.function(reduce_retracing=True)
+    def step(features):
+        raw = model.raw_outputs(features)
+        return {**raw, **head.evaluation_outputs(raw, features)}
+    return step
 
 
 def evaluate_frame(model: WatchTimeModel, frame: pd.DataFrame, dataset: Dataset,
                    model_name: str, diagnostics: bool = True) -> Dict[str, Any]:
     """Metrics of ``model`` on ``frame`` (``metrics.json`` content)."""
     pred = predict_frame(model, frame)
-    diag = None
-    if diagnostics and isinstance(model.head, TreeHead):
-        diag = (pred["cls_logits"], model.head.targets(frame)["leaf"])
+    diag = model.head.diagnostic_inputs(pred, frame) if diagnostics else None
     oracle = ((frame[ORACLE_MEDIAN].to_numpy(np.float64), frame[ORACLE_MEAN].to_numpy(np.float64))
               if dataset.has_oracle else None)
-    return prediction_metrics(model, _per_row(pred, model.head),
+    return prediction_metrics(model, model.head.per_row(pred),
                               frame[LABEL].to_numpy(np.float64), frame[USER].to_numpy(),
                               dataset_name=dataset.name, model_name=model_name, oracle=oracle,
                               diagnostics=diag)
@@ -69,13 +61,7 @@ def evaluate_prepared(model: WatchTimeModel, prepared, part: str, model_name: st
     from ptpm_tf.data.prepared import ROW
 
     head = model.head
-    tree = isinstance(head, TreeHead)
-    decode = getattr(head, "decode_all", head.decode)
-
-    @tf.function(reduce_retracing=True)
-    def step(features):
-        raw = model.raw_outputs(features)
-        return {**raw, **decode(raw, features)}
+    step = _evaluation_step(model)
 
     n = prepared.rows(part)
     stride = max(1, -(-n // diagnostic_rows))
@@ -83,25 +69,27 @@ def evaluate_prepared(model: WatchTimeModel, prepared, part: str, model_name: st
     if USER not in cols:
         cols.append(USER)
     kept: Dict[str, list] = {}
-    logits, leaves = [], []
+    diag_parts: Dict[str, list] = {}
     for batch in prepared.batches(part, batch_size, columns=list(dict.fromkeys(cols))):
         pred = {k: v.numpy() for k, v in step(batch).items()}
         y = batch[LABEL].numpy()
-        one = {**_per_row(pred, head), "y": y, "user": batch[USER].numpy()}
+        one = {**head.per_row(pred), "y": y, "user": batch[USER].numpy()}
         if prepared.has_oracle:
             one["oracle_median"] = batch[ORACLE_MEDIAN].numpy()
             one["oracle_mean"] = batch[ORACLE_MEAN].numpy()
         for k, v in one.items():
             kept.setdefault(k, []).append(v)
-        if diagnostics and tree:
+        if diagnostics:
             pick = batch[ROW].numpy() % stride == 0
-            logits.append(pred["cls_logits"][pick])
-            labels = {c: batch[c].numpy()[pick] for c in (LABEL, DURATION) if c in batch}
-            leaves.append(head.targets(pd.DataFrame(labels))["leaf"])
+            labels = pd.DataFrame({c: batch[c].numpy()[pick] for c in (LABEL, DURATION)
+                                   if c in batch})
+            inputs = head.diagnostic_inputs({k: v[pick] for k, v in pred.items()}, labels)
+            for k, v in (inputs or {}).items():
+                diag_parts.setdefault(k, []).append(v)
     cat = {k: np.concatenate(v) for k, v in kept.items()}
     y, users = cat.pop("y"), cat.pop("user")
     oracle = (cat.pop("oracle_median"), cat.pop("oracle_mean")) if prepared.has_oracle else None
-    diag = (np.concatenate(logits), np.concatenate(leaves)) if logits else None
+    diag = {k: np.concatenate(v) for k, v in diag_parts.items()} or None
     out = prediction_metrics(model, cat, y, users, dataset_name=prepared.name,
                              model_name=model_name, oracle=oracle, diagnostics=diag)
     if diag is not None:
@@ -112,42 +100,16 @@ def evaluate_prepared(model: WatchTimeModel, prepared, part: str, model_name: st
 def prediction_metrics(model: WatchTimeModel, pred: Dict[str, np.ndarray], y: np.ndarray,
                        users: np.ndarray, *, dataset_name: str, model_name: str,
                        oracle=None, diagnostics=None) -> Dict[str, Any]:
-    """Metrics from per-row predictions (:func:`_per_row`), labels and user ids.
-    ``oracle``: (median, mean) per row; ``diagnostics``: (cls_logits, true leaf) rows."""
+    """Metrics from per-row predictions (``Head.per_row``), labels and user ids, plus the
+    head's own (``Head.evaluation_metrics``). ``oracle``: (median, mean) per row;
+    ``diagnostics``: the head's concatenated ``diagnostic_inputs``."""
     p = pred["watch_time"].astype(np.float64)
     out: Dict[str, Any] = {
         "model": model_name, "dataset": dataset_name, "n_test": int(len(y)),
         "mae": M.mae(y, p), "rmse": M.rmse(y, p), "xauc": M.xauc(y, p),
         "user_xauc": M.user_xauc(y, p, users),
     }
-    if isinstance(model.head, TreeHead):
-        head = model.head
-        out["decode"] = head.decoder
-        out["avg_tree_depth"] = float(pred["tree_depth"].mean())
-        # the deepest leaf hides pruning elsewhere in the tree: also report how many
-        # requests have any node pruned, and the expected depth of the leaf a request
-        # lands in (how many classifiers its prediction actually uses)
-        out["pruned_share"] = float(pred["pruned"].mean())
-        out["avg_path_depth"] = float(pred["path_depth"].mean())
-        p_g = pred["watch_time_global"].astype(np.float64)
-        out["mae_global_tree"] = M.mae(y, p_g)
-        out["xauc_global_tree"] = M.xauc(y, p_g)
-        for dec in DECODERS:  # every decoder of the same trained tree (issue 7)
-            p_t = pred[f"watch_time_{dec}"].astype(np.float64)
-            p_gt = pred[f"watch_time_global_{dec}"].astype(np.float64)
-            out.update({f"mae_{dec}": M.mae(y, p_t), f"rmse_{dec}": M.rmse(y, p_t),
-                        f"xauc_{dec}": M.xauc(y, p_t),
-                        f"user_xauc_{dec}": M.user_xauc(y, p_t, users),
-                        f"mae_global_tree_{dec}": M.mae(y, p_gt),
-                        f"xauc_global_tree_{dec}": M.xauc(y, p_gt)})
-        if diagnostics is not None:
-            logits, leaf = diagnostics
-            reach = np.exp(head.ops.log_reach(tf.constant(logits)).numpy())
-            leaf_prob = reach[:, head.geometry.n_internal:]
-            out["leaf_prior_posterior_ratio"] = M.leaf_prior_posterior_ratio(leaf_prob, leaf).tolist()
-            node_auc = M.node_auc(1.0 / (1.0 + np.exp(-logits)), leaf, head.depth)
-            out["node_auc"] = node_auc.tolist()
-            out["mean_node_auc"] = float(np.nanmean(node_auc))
+    out.update(model.head.evaluation_metrics(pred, y, users, diagnostics))
     if oracle is not None:
         out["oracle_mae"] = M.mae(y, oracle[0])
         out["oracle_xauc"] = M.xauc(y, oracle[1])
@@ -179,10 +141,11 @@ def decoder_rows(rows):
     per-decoder metrics pass through unchanged."""
     out = []
     for r in rows:
-        if not all(f"mae_{dec}" in r for dec in DECODERS):
+        decoders = r.get("decoders") or ()
+        if not decoders:
             out.append(r)
             continue
-        for dec in DECODERS:
+        for dec in decoders:
             mark = "*" if r.get("decode") == dec else ""
             out.append({**r, "model": f"{r['model']}/{dec}{mark}", "mae": r[f"mae_{dec}"],
                         "xauc": r[f"xauc_{dec}"], "user_xauc": r.get(f"user_xauc_{dec}")})

@@ -1,4 +1,4 @@
-"""SavedModel export in the layout TF Serving loads (DESIGN.md section 6).
+"""SavedModel export in the layout TF Serving loads (docs/design.md section 6).
 
 ``export_model(model, "export", "ptpm")`` writes ``export/ptpm/<version>/`` with
 
@@ -25,8 +25,9 @@
   (Predict requests of 1, 64 and 512 candidates for every Predict signature and one
   Regress request) that TF Serving replays before it marks the version AVAILABLE;
 - ``assets.extra/model_info.json``: what the export holds (model name, head, outputs and,
-  for tree heads, the tree constants that :func:`ptpm_tf.heads.tree.describe.describe_tree` uses to print label
-  intervals in seconds). TF Serving ignores it.
+  the head's ``model_info``: for tree heads, the constants that
+  :func:`ptpm_tf.heads.tree.describe.describe_tree` uses to print label intervals in
+  seconds). TF Serving ignores it.
 
 **Versions** are integers; a new export takes ``max(existing) + 1``, so TF Serving's
 default "latest" policy serves the newest. **Atomicity**: everything is written to a hidden
@@ -46,7 +47,6 @@ non-finite output fails the request): no output is NaN with status OK.
 """
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import logging
@@ -85,21 +85,6 @@ PathLike = Union[str, os.PathLike]
 
 # -- the serving module ------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _distribution_decoding(head, on: bool):
-    """Trace ``head``'s decoding with (``on``) or without its distributional outputs, for
-    heads that have the switch (``distribution_outputs``); restores the head's setting."""
-    if not hasattr(head, "distribution_outputs"):
-        yield
-        return
-    saved = head.distribution_outputs
-    head.distribution_outputs = on
-    try:
-        yield
-    finally:
-        head.distribution_outputs = saved
-
-
 class ServingModule(tf.Module):
     """The functions a SavedModel of ``model`` serves, one per signature: raw features ->
     the point outputs (``serve``), raw features -> the distributional outputs
@@ -122,16 +107,11 @@ class ServingModule(tf.Module):
             self.model = model
         self.lean = lean
         head = model.head
-        with _distribution_decoding(head, False):
-            point = ("watch_time", *head.output_names)
-        with _distribution_decoding(head, True):
-            every = ("watch_time", *head.output_names)
         #: signature key -> the outputs it may return (a head may skip one, e.g. an
         #: output that needs a feature the dataset lacks)
-        self.output_names = {SERVING_SIGNATURE: point}
-        if set(every) - set(point):
-            self.output_names[DISTRIBUTION_SIGNATURE] = tuple(k for k in every
-                                                              if k not in point)
+        self.output_names = {SERVING_SIGNATURE: ("watch_time", *head.output_names)}
+        if head.distribution_output_names:
+            self.output_names[DISTRIBUTION_SIGNATURE] = tuple(head.distribution_output_names)
         self.input_specs = model.encoder.input_signature()
         self.numeric = tuple(model.encoder.numeric)
         self.serve = tf.function(self._serve, input_signature=[self.input_specs])
@@ -145,8 +125,9 @@ class ServingModule(tf.Module):
         """The head's decoded outputs for raw ``features``: the one path every signature's
         features take into the model, with (``distribution``) or without the head's
         distributional decoding."""
-        with _distribution_decoding(self.model.head, distribution):
-            decoded = self.model(features, training=False)
+        model = self.model
+        decoded = model.head.decode(model.raw_outputs(features, training=False), features,
+                                    distribution=distribution)
         if "watch_time" not in decoded:
             raise ValueError(f"{type(self.model.head).__name__}.decode returns no watch_time")
         return decoded
@@ -351,28 +332,8 @@ def model_info(model: tf.keras.Model, name: str,
             "signatures": {key: {"method": METHODS.get(key, PREDICT_METHOD),
                                  "outputs": list(fn.structured_outputs)}
                            for key, fn in signatures.items()}}
-    tree = tree_constants(model)
-    if tree is not None:
-        info["tree"] = tree
+    info.update(head.model_info())
     return info
-
-
-def tree_constants(model: tf.keras.Model) -> Optional[dict]:
-    """Depth, leaf label bounds and node values of a tree head (``None`` for other heads)."""
-    head = model.head
-    if not all(hasattr(head, a) for a in ("geometry", "leaf_bounds", "node_value")):
-        return None
-    out = {"depth": int(head.geometry.depth),
-           "leaf_bounds": [float(x) for x in head.leaf_bounds.numpy()],
-           "node_value": [float(x) for x in head.node_value.numpy()],
-           "tsl": bool(getattr(head, "tsl", False)),
-           "label_space": getattr(head, "label_space", "seconds")}
-    if out["label_space"] == "ratio":
-        out["duration_fallback"] = float(head.duration_fallback.numpy())
-    if hasattr(head, "decoder"):  # distributional decoding (issue 7)
-        out.update(decode=head.decoder, quantile_levels=list(head.quantile_levels),
-                   leaf_knots=int(head.n_knots))
-    return out
 
 
 # -- writing and publishing ----------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Evaluation metrics for watch-time prediction, in pure NumPy (DESIGN.md section 4).
+"""Evaluation metrics for watch-time prediction, in pure NumPy (docs/design.md section 4).
 
 The paper (section 5.1.3) reports MAE and XAUC, and analyses the tree (Fig. 7) with the
 per-leaf prior/posterior ratio and the AUC of the node classifiers. Everything here is
@@ -83,7 +83,7 @@ def xauc(y_true, y_pred, label_ties: str = "exclude", pred_ties: str = "half") -
     """Exact XAUC: the share of pairs that the prediction orders like the label.
 
     The paper (section 5.1.3, after its ref. [16]) defines
-    ``XAUC = sum I((ŷi - ŷj)(yi - yj) > 0) / N_pair``. By default (DESIGN.md section 4)
+    ``XAUC = sum I((ŷi - ŷj)(yi - yj) > 0) / N_pair``. By default (docs/design.md section 4)
     the pairs are the unordered pairs with ``yi != yj`` and a tie in the prediction counts
     1/2, so that a constant prediction scores 0.5, as an AUC does.
 

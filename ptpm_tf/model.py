@@ -25,7 +25,7 @@ from ptpm_tf.tower import Tower
 
 class WatchTimeModel(tf.keras.Model):
     """Shared tower plus one head. ``model(features)`` returns the head's predictions
-    (``watch_time`` in seconds and the head's other serving outputs)."""
+    (``watch_time`` in seconds and the head's other outputs, distributional ones included)."""
 
     def __init__(self, encoder: FeatureEncoder, tower: Tower, head: Head, **kwargs):
         super().__init__(**kwargs)
@@ -43,7 +43,10 @@ class WatchTimeModel(tf.keras.Model):
         return self.head(hidden, training=training)
 
     def call(self, features, training=False):
-        return self.head.decode(self.raw_outputs(features, training=training), features)
+        """Every prediction of the head (its point and distributional outputs); the
+        serving signatures ask the head for their own subsets (:mod:`ptpm_tf.export`)."""
+        return self.head.decode(self.raw_outputs(features, training=training), features,
+                                distribution=True)
 
     def _step(self, data, training: bool):
         """(loss to differentiate, loss parts, raw outputs). On several replicas the loss

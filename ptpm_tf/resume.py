@@ -26,7 +26,6 @@ so on several machines the run directory must be on storage they all see.
 """
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import re
@@ -39,7 +38,7 @@ import tensorflow as tf
 
 from ptpm_tf import atomic_io
 
-#: fields of ``TrainConfig`` that may change between an interrupted run and its restart
+#: settings of an ``ExperimentConfig`` that may change between an interrupted run and its restart
 RESTART_MAY_CHANGE = ("strategy", "backup_every")
 
 
@@ -86,7 +85,7 @@ class RunBackup:
 
 
 def _fingerprint(config) -> Dict[str, Any]:
-    d = json.loads(json.dumps(dataclasses.asdict(config), default=list))
+    d = json.loads(json.dumps(config.flat(), default=list))
     return {k: v for k, v in d.items() if k not in RESTART_MAY_CHANGE}
 
 
@@ -141,15 +140,19 @@ class ResumableEarlyStopping(tf.keras.callbacks.EarlyStopping):
         self.writer = writer
         self.max_epochs = max_epochs
         self.save_freq = save_freq
+        self._epoch = 0
+        self._start_fit()
+        # the batch hook reads no logs: taking them as tensors spares a sync per step
+        self._supports_tf_logs = True
+
+    def _start_fit(self) -> None:
+        """The state of a ``fit`` that has not restored anything yet."""
         self.epoch_logs: List[Dict[str, float]] = []
         self.restored_epochs = 0
         self.seconds_before = 0.0
         self._first_epoch_seen = False
         self._fit_start = time.perf_counter()
-        self._epoch = 0
         self._batches = 0
-        # the batch hook reads no logs: taking them as tensors spares a sync per step
-        self._supports_tf_logs = True
 
     def _implements_train_batch_hooks(self):
         return bool(self.save_freq)
@@ -160,12 +163,7 @@ class ResumableEarlyStopping(tf.keras.callbacks.EarlyStopping):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        self.epoch_logs = []
-        self.restored_epochs = 0
-        self.seconds_before = 0.0
-        self._first_epoch_seen = False
-        self._fit_start = time.perf_counter()
-        self._batches = 0
+        self._start_fit()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch

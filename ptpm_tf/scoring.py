@@ -55,15 +55,16 @@ def model_function(run: Optional[str] = None, export: Optional[str] = None,
     if run is not None:
         from ptpm_tf.training import load_model
 
-        config, model = load_model(Path(run))
-        if signature == "serving_default" and hasattr(model.head, "distribution_outputs"):
-            model.head.distribution_outputs = False
-        elif signature not in (None, "serving_default", "distribution"):
+        if signature not in (None, "serving_default", "distribution"):
             raise ValueError(f"unknown signature {signature!r}; use serving_default or "
                              "distribution")
-        signature = model.encoder.input_signature()
-        fn = tf.function(lambda features: model(features), input_signature=[signature])
-        return fn, signature
+        config, model = load_model(Path(run))
+        distribution = signature != "serving_default"
+        specs = model.encoder.input_signature()
+        fn = tf.function(lambda features: model.head.decode(
+            model.raw_outputs(features), features, distribution=distribution),
+            input_signature=[specs])
+        return fn, specs
     path = Path(export)
     if not (path / "saved_model.pb").is_file():
         versions = sorted((p for p in path.iterdir() if p.name.isdigit()),

@@ -13,19 +13,25 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
-from ptpm_tf.heads import MODELS
+from ptpm_tf.heads import head_class
 
 
 def selection_grid(model: str) -> dict:
-    return dict(getattr(MODELS[model][0], "selection_grid", None) or {})
+    """``{setting: (values...)}`` chosen on the validation split for ``model``."""
+    return dict(head_class(model).selection_grid)
+
+
+def selection_score(val_mae: float, val_xauc: float) -> tuple:
+    """The key candidates are ranked by (lowest first): validation MAE, then the higher
+    validation XAUC."""
+    return (val_mae, -val_xauc)
 
 
 def train_selected(config, out_dir: Optional[Path] = None, *, dataset=None, split=None,
                    verbose=None, logdir: Optional[Path] = None):
     """``train``, with the head's ``selection_grid`` searched on the validation split.
     With ``logdir``, each candidate logs to ``logdir/<key>-<value>``."""
-    from ptpm_tf.data.registry import load_dataset
-    from ptpm_tf.data.splits import split_dataset
+    from ptpm_tf.data.registry import load_and_split
     from ptpm_tf.evaluate import evaluate_frame
     from ptpm_tf.training import logs_in_run, save_run, train
 
@@ -35,16 +41,15 @@ def train_selected(config, out_dir: Optional[Path] = None, *, dataset=None, spli
                      logdir=logdir)
     if len(grid) != 1:
         raise ValueError("only one-dimensional selection grids are supported")
-    if config.prepared is not None:
+    if config.data.prepared is not None:
         raise ValueError(f"{config.model}'s search over {', '.join(grid)} on the validation "
                          "split runs in memory; fix the value (e.g. --cread-a) to train "
                          "from a prepared directory")
     (key, values), = grid.items()
     if dataset is None:
-        dataset = load_dataset(config.dataset, data_dir=config.data_dir, spec=config.spec,
-                               rows=config.rows, seed=config.seed)
-    if split is None:
-        split = split_dataset(dataset, config.split, seed=config.seed)
+        dataset, split = load_and_split(config.data, config.seed)
+    elif split is None:
+        raise ValueError("a dataset passed in comes with its split")
     carry = logs_in_run(logdir, out_dir)
     if carry:  # the search is not resumable: its logs start anew
         shutil.rmtree(Path(out_dir) / carry[0], ignore_errors=True)

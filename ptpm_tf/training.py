@@ -8,7 +8,7 @@ written in a temporary directory and renamed into place, so it is never half-wri
 while training runs it holds only ``backup/``, from which a killed run resumes
 (:mod:`ptpm_tf.resume`).
 
-``TrainConfig.strategy`` picks the ``tf.distribute`` strategy (``default``, ``mirrored``,
+``ExperimentConfig.training.strategy`` picks the ``tf.distribute`` strategy (``default``, ``mirrored``,
 ``multi_worker``; :mod:`ptpm_tf.distribute`): the model, its head constants and the
 optimizer are built under the strategy's scope, ``batch_size`` is the global batch, and
 with several workers the input is sharded by data and only the chief writes the run
@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import numbers
 import os
 import shutil
 import sys
@@ -38,61 +36,21 @@ from ptpm_tf import atomic_io, distribute
 from ptpm_tf.data.dataset import DURATION, LABEL, Dataset, DataError
 from ptpm_tf.data.pipeline import make_tf_dataset
 from ptpm_tf.data.prepared import Prepared, open_prepared
-from ptpm_tf.data.registry import load_dataset
+from ptpm_tf.data.registry import load, load_and_split
 from ptpm_tf.data.splits import Split, split_dataset
 from ptpm_tf.features import FeatureEncoder
-from ptpm_tf.heads import DEFAULT_PRESET, MODELS, build_head, head_settings
+from ptpm_tf.config import ExperimentConfig
+from ptpm_tf.heads import build_head, head_class
 from ptpm_tf.model import WatchTimeModel
 from ptpm_tf.resume import ResumableEarlyStopping, RunBackup
 from ptpm_tf.tower import Tower
 
 
 @dataclasses.dataclass
-class TrainConfig:
-    """Everything that defines a training run (saved as ``config.json``)."""
-
-    model: str = "ptpm"
-    #: head settings laid over the model's (``ptpm_tf.heads.PRESETS``): ``best`` (what won
-    #: on validation) or ``paper`` (the paper's definitions); ``head`` overrides both
-    preset: str = DEFAULT_PRESET
-    dataset: str = "simulator"
-    data_dir: Optional[str] = None
-    spec: Optional[str] = None
-    rows: Optional[int] = None
-    strict: bool = False
-    seed: int = 0
-    depth: int = 6
-    epochs: int = 10
-    batch_size: int = 1024
-    learning_rate: float = 2e-3
-    patience: int = 2
-    monitor: str = "val_mae"
-    split: Sequence[float] = (0.8, 0.1, 0.1)
-    head: Dict[str, Any] = dataclasses.field(default_factory=dict)
-    tower: Dict[str, Any] = dataclasses.field(default_factory=dict)
-    #: ``default`` | ``mirrored`` | ``multi_worker`` (cluster from ``TF_CONFIG``)
-    strategy: str = "default"
-    #: back up every this many steps (None: at the end of every epoch); needs a run directory
-    backup_every: Optional[int] = None
-    #: a prepared directory (``ptpm-tf data prepare``) to stream from instead of loading
-    prepared: Optional[str] = None
-
-    def head_kwargs(self) -> Dict[str, Any]:
-        kw = {"seed": self.seed, **self.head}
-        if MODELS[self.model][0].__name__ == "TreeHead":
-            kw.setdefault("depth", self.depth)
-        return kw
-
-    def label_space(self) -> Optional[str]:
-        """The tree's label space this config builds (None for heads without one)."""
-        return head_settings(self.model, self.preset, **self.head_kwargs()).get("label_space")
-
-
-@dataclasses.dataclass
 class Run:
     """A trained model with its data, split and results."""
 
-    config: TrainConfig
+    config: ExperimentConfig
     model: WatchTimeModel
     #: the loaded dataset, or the :class:`Prepared` directory streamed from
     dataset: Union[Dataset, Prepared]
@@ -126,46 +84,19 @@ def check_run_dir(out_dir: Path) -> None:
                          f"replaces its directory, so choose an empty or a run directory")
 
 
-def fit_label_space(config: TrainConfig, dataset) -> TrainConfig:
-    """A ratio tree needs the duration: on a dataset without one (CIKM16), a ratio space
-    that came from the preset falls back to seconds with a one-line notice, and one asked
-    for explicitly is an error. ``dataset``: a ``Dataset`` or a prepared directory (both
-    have ``name`` and ``numeric``)."""
-    if config.label_space() != "ratio" or DURATION in dataset.numeric:
-        return config
-    if config.head.get("label_space") == "ratio":
-        raise ValueError(f"--label-space ratio needs a duration column, and {dataset.name} "
-                         f"has none; use --label-space seconds")
-    print(f"ptpm-tf: note: {dataset.name} has no duration, so the tree splits seconds "
-          f"(label_space=seconds)", file=sys.stderr)
-    return dataclasses.replace(config, head={**config.head, "label_space": "seconds"})
-def check_config(config: TrainConfig) -> None:
-    """Refuse settings no run can train with, before anything is loaded or written (a
-    rejected command must leave nothing behind that blocks its correction)."""
-    def whole(name, low, allow_none=False):
-        v = getattr(config, name)
-        if v is None and allow_none:
-            return
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:
-            raise ValueError(f"{name.replace('_', '-')} must be an integer >= {low}, got {v!r}")
-
-    if config.model not in MODELS:
-        raise ValueError(f"unknown model {config.model!r}; choose one of {', '.join(MODELS)}")
-    whole("rows", 1, allow_none=True)
-    whole("depth", 1)
-    whole("epochs", 1)
-    whole("batch_size", 1)
-    whole("patience", 0)
-    whole("backup_every", 1, allow_none=True)
-    lr = config.learning_rate
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) \
-            or lr <= 0:
-        raise ValueError(f"learning-rate must be a finite number > 0, got {lr!r}")
-    split = tuple(config.split)
-    if len(split) != 3 or not all(isinstance(f, numbers.Real) and math.isfinite(f) and f > 0
-                                  for f in split) or abs(sum(split) - 1.0) > 1e-6:
-        raise ValueError(f"split fractions must be three positive numbers summing to 1 "
-                         f"(train,validation,test), got {','.join(map(str, split))}")
+def fit_head_to_data(config: ExperimentConfig, dataset) -> ExperimentConfig:
+    """``config`` with the head settings the dataset allows (``Head.settings_for``: a
+    ratio tree on a dataset without a duration falls back to seconds with a one-line
+    notice, unless the ratio space was asked for explicitly). ``dataset``: a ``Dataset``
+    or a prepared directory (both have ``name`` and ``numeric``)."""
+    settings = config.head_config()
+    fitted, notice = head_class(config.model).settings_for(settings, dataset.name,
+                                                           dataset.numeric, set(config.head))
+    if notice:
+        print(f"ptpm-tf: note: {notice}", file=sys.stderr)
+    changed = {f.name: getattr(fitted, f.name) for f in dataclasses.fields(fitted)
+               if getattr(fitted, f.name) != getattr(settings, f.name)}
+    return config.replace(**changed) if changed else config
 
 
 def check_labels(split: Split) -> None:
@@ -185,10 +116,10 @@ def load_report(dataset: Dataset) -> Dict[str, Any]:
             **dataclasses.asdict(report)}
 
 
-def build_model(config: TrainConfig, encoder: FeatureEncoder) -> WatchTimeModel:
+def build_model(config: ExperimentConfig, encoder: FeatureEncoder) -> WatchTimeModel:
     tower = Tower({name: encoder.vocab_size(name) for name in encoder.categorical},
-                  **config.tower)
-    head = build_head(config.model, config.preset, **config.head_kwargs())
+                  **dataclasses.asdict(config.tower))
+    head = build_head(config.model, config.head_config(), seed=config.seed)
     return WatchTimeModel(encoder, tower, head)
 
 
@@ -236,7 +167,7 @@ def with_targets(batches: tf.data.Dataset, model: WatchTimeModel, probe: pd.Data
         tf.data.AUTOTUNE).with_options(options)
 
 
-def streaming_train_data(prepared: Prepared, model: WatchTimeModel, config: TrainConfig,
+def streaming_train_data(prepared: Prepared, model: WatchTimeModel, config: ExperimentConfig,
                          strategy: tf.distribute.Strategy, probe: pd.DataFrame):
     """(training batches, steps per epoch) streamed from ``prepared``.
 
@@ -249,7 +180,7 @@ def streaming_train_data(prepared: Prepared, model: WatchTimeModel, config: Trai
     workers = distribute.num_workers(strategy)
     columns = stream_columns(prepared, model)
     if workers <= 1:
-        ds = prepared.batches("train", config.batch_size, shuffle=True, seed=config.seed,
+        ds = prepared.batches("train", config.training.batch_size, shuffle=True, seed=config.seed,
                               columns=columns)
         return with_targets(ds, model, probe, seed=config.seed), None
     rows = prepared.shard_rows("train")
@@ -258,11 +189,11 @@ def streaming_train_data(prepared: Prepared, model: WatchTimeModel, config: Trai
                          "prepare it again with a smaller --shard-rows (at least one shard "
                          "per worker)")
     per_worker = [sum(rows[w::workers]) for w in range(workers)]
-    steps = min(per_worker) // max(1, config.batch_size // workers)
+    steps = min(per_worker) // max(1, config.training.batch_size // workers)
     if steps < 1:
         raise ValueError(f"{prepared.path}: a worker has {min(per_worker)} training rows, "
-                         f"fewer than one batch of {config.batch_size // workers}")
-    ds = prepared.batches("train", config.batch_size, shuffle=True, seed=config.seed,
+                         f"fewer than one batch of {config.training.batch_size // workers}")
+    ds = prepared.batches("train", config.training.batch_size, shuffle=True, seed=config.seed,
                           columns=columns, repeat=True)
     return with_targets(ds, model, probe, seed=config.seed), steps
 
@@ -273,55 +204,56 @@ def _verbosity(verbose: Optional[int]) -> int:
     return 1 if sys.stdout.isatty() else 2
 
 
-def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
+def train(config: ExperimentConfig, out_dir: Optional[Path] = None, *,
           dataset: Optional[Dataset] = None, split: Optional[Split] = None,
           verbose: Optional[int] = None, callbacks: Sequence[tf.keras.callbacks.Callback] = (),
           logdir: Optional[Path] = None) -> Run:
     """Train ``config.model`` and evaluate it on the test split.
 
     ``dataset`` / ``split`` may be passed in so that several models share one load and one
-    split (as the demo and the benchmark do). Early stopping watches ``config.monitor`` on
+    split (as the demo and the benchmark do). Early stopping watches ``config.training.monitor`` on
     the validation split and restores the best weights; the test split is touched only by
     the final evaluation.
 
     With ``out_dir``, training backs itself up in ``out_dir/backup`` at the end of every
-    epoch (or every ``config.backup_every`` steps) and a rerun of the same call resumes from there
+    epoch (or every ``config.training.backup_every`` steps) and a rerun of the same call resumes from there
     (:mod:`ptpm_tf.resume`); the run directory is written atomically at the end.
 
     With ``logdir``, TensorBoard logs are written there (:mod:`ptpm_tf.summaries`); when
     it lies inside ``out_dir`` it becomes part of the finished run directory.
 
-    Under ``config.strategy = 'multi_worker'`` every worker runs this same call (same data,
+    Under ``config.training.strategy = 'multi_worker'`` every worker runs this same call (same data,
     seed and ``out_dir``); all of them train and evaluate, only the chief writes.
     """
     from ptpm_tf.evaluate import evaluate_frame, evaluate_prepared
 
     # first: MultiWorkerMirroredStrategy must exist before TensorFlow runs anything else
-    strategy = distribute.make_strategy(config.strategy)
+    strategy = distribute.make_strategy(config.training.strategy)
     writer = distribute.is_chief(strategy)
-    check_config(config)
     if out_dir is not None:
         check_run_dir(Path(out_dir))
     tf.keras.utils.set_random_seed(config.seed)
     prepared = None
-    if config.prepared is not None:
+    if config.data.prepared is not None:
         if dataset is not None or split is not None:
             raise ValueError("a prepared directory holds its own data and split; pass "
-                             "neither dataset nor split with config.prepared")
-        prepared = open_prepared(config.prepared)
-        config = dataclasses.replace(config, dataset=prepared.name)
+                             "neither dataset nor split with config.data.prepared")
+        prepared = open_prepared(config.data.prepared)
+        config = config.replace(dataset=prepared.name)
     elif dataset is not None:
-        if dataset.name != config.dataset:
-            raise ValueError(f"config.dataset is {config.dataset!r} but the dataset passed "
-                             f"in is {dataset.name!r}")
-        if config.rows is None and dataset.name == "simulator":
-            config = dataclasses.replace(config, rows=len(dataset))
+        if dataset.name != config.data.dataset:
+            raise ValueError(f"config.data.dataset is {config.data.dataset!r} but the dataset "
+                             f"passed in is {dataset.name!r}")
+        if config.data.rows is None and dataset.name == "simulator":
+            config = config.replace(rows=len(dataset))
+    elif split is None:
+        dataset, split = load_and_split(config.data, config.seed)
     else:
-        dataset = load_dataset(config.dataset, data_dir=config.data_dir, spec=config.spec,
-                               rows=config.rows, seed=config.seed, strict=config.strict)
-    config = fit_label_space(config, prepared if prepared is not None else dataset)
+        raise ValueError("a split comes with the dataset it splits; pass both or neither")
+    # every head setting written out: the run rebuilds this head whatever the defaults become
+    config = fit_head_to_data(config, prepared if prepared is not None else dataset).resolved()
     if prepared is None and split is None:
-        split = split_dataset(dataset, config.split, seed=config.seed)
+        split = split_dataset(dataset, config.data.split, seed=config.seed)
     if split is not None:
         check_labels(split)
     backup = RunBackup(Path(out_dir), writer) if out_dir is not None else None
@@ -343,35 +275,35 @@ def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
         if backup is not None:  # BackupAndRestore restores into built variables only
             model(encoder.raw_arrays(split.train.iloc[:2]) if prepared is None else
                   next(iter(prepared.batches("train", 2, columns=list(encoder.input_signature())))))
-        model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+        model.compile(optimizer=tf.keras.optimizers.Adam(config.training.learning_rate))
     steps_per_epoch = None
     if prepared is None:
         val_targets = model.head.targets(split.validation, seed=config.seed + 1)
         train_ds = make_tf_dataset(encoder.compact_arrays(split.train), train_targets,
-                                   batch_size=config.batch_size, shuffle=True, seed=config.seed)
+                                   batch_size=config.training.batch_size, shuffle=True, seed=config.seed)
         val_ds = make_tf_dataset(encoder.compact_arrays(split.validation), val_targets,
-                                 batch_size=max(config.batch_size, 4096))
+                                 batch_size=max(config.training.batch_size, 4096))
     else:
         probe = adapt_frame.iloc[:2]
         del adapt_frame, train_targets
         train_ds, steps_per_epoch = streaming_train_data(prepared, model, config, strategy,
                                                          probe)
-        val_ds = with_targets(prepared.batches("validation", max(config.batch_size, 4096),
+        val_ds = with_targets(prepared.batches("validation", max(config.training.batch_size, 4096),
                                                columns=stream_columns(prepared, model),
                                                shard_by_file=False),
                               model, probe, seed=config.seed + 1)
     stop = ResumableEarlyStopping(
         progress_dir=backup.progress_dir if backup is not None else None, writer=writer,
-        max_epochs=config.epochs, save_freq=config.backup_every, monitor=config.monitor,
-        patience=config.patience,
-        mode="max" if "xauc" in config.monitor else "min", restore_best_weights=True)
+        max_epochs=config.training.epochs, save_freq=config.training.backup_every, monitor=config.training.monitor,
+        patience=config.training.patience,
+        mode="max" if "xauc" in config.training.monitor else "min", restore_best_weights=True)
     fit_callbacks = [stop]
     if logdir is not None:
         from ptpm_tf.summaries import tensorboard_callbacks
         fit_callbacks += tensorboard_callbacks(Path(logdir), val_ds, writer=writer)
     if backup is not None:
         fit_callbacks.append(tf.keras.callbacks.BackupAndRestore(
-            str(backup.keras_dir), save_freq=config.backup_every or "epoch", delete_checkpoint=False))
+            str(backup.keras_dir), save_freq=config.training.backup_every or "epoch", delete_checkpoint=False))
     done = backup.latest_progress() if backup is not None else None
     if done is not None and done["finished"]:
         # killed after the last epoch: the trained model is early stopping's best weights
@@ -380,7 +312,7 @@ def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
         epoch_logs = done["epoch_logs"]
         seconds = float(done.get("train_seconds", 0.0))
     else:
-        model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
+        model.fit(train_ds, validation_data=val_ds, epochs=config.training.epochs,
                   steps_per_epoch=steps_per_epoch,
                   callbacks=[*fit_callbacks, *callbacks], verbose=_verbosity(verbose))
         epoch_logs = stop.epoch_logs
@@ -410,7 +342,7 @@ def train(config: TrainConfig, out_dir: Optional[Path] = None, *,
     metrics["load_report"] = (load_report(dataset) if prepared is None
                               else prepared.meta.get("report"))
     if strategy.num_replicas_in_sync > 1:
-        metrics.update(strategy=config.strategy, replicas=strategy.num_replicas_in_sync)
+        metrics.update(strategy=config.training.strategy, replicas=strategy.num_replicas_in_sync)
     run = Run(config, model, dataset if prepared is None else prepared, split, history,
               metrics, seconds)
     if out_dir is not None:
@@ -464,7 +396,7 @@ def save_run(run: Run, out_dir: Path,
 
 def _write_run(run: Run, out_dir: Path) -> None:
     (out_dir / "config.json").write_text(atomic_io.dumps(
-        {"train": dataclasses.asdict(run.config), "model": run.model.get_config(),
+        {"experiment": run.config.to_dict(), "model": run.model.get_config(),
          "dataset": {"name": run.dataset.name, "rows": len(run.dataset),
                      "categorical": run.dataset.categorical,
                      "numeric": run.dataset.numeric}}, indent=2, default=list))
@@ -476,9 +408,11 @@ def _write_run(run: Run, out_dir: Path) -> None:
                                                             default=float))
 
 
-def load_model(run_dir: Path):
-    """Rebuild a run's model (weights and tree constants restored) without its data.
+def load_model(run_dir: Path, head: Optional[Dict[str, Any]] = None):
+    """Rebuild a run's model (weights and tree constants restored) without its data, from
+    the configuration the run saved and nothing else.
 
+    ``head``: head settings to change that do not touch the weights (e.g. ``decode``).
     Returns ``(config, model)``.
     """
     run_dir = Path(run_dir)
@@ -487,8 +421,9 @@ def load_model(run_dir: Path):
         raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
     try:
         saved = json.loads(path.read_text())
-        # runs written before presets existed were built with the paper's settings
-        config = TrainConfig(**{"preset": "paper", **saved["train"]})
+        # runs written before configs were nested saved one flat mapping, "train"
+        config = ExperimentConfig.from_dict(saved["experiment"] if "experiment" in saved
+                                            else saved["train"])
         encoder = FeatureEncoder.from_config(saved["model"]["encoder"])
         int(saved["dataset"]["rows"])
     except OSError as err:
@@ -501,7 +436,8 @@ def load_model(run_dir: Path):
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise DataError(f"not a run configuration written by train ({type(err).__name__}: "
                         f"{err})", file=str(path)) from None
-    check_config(config)
+    if head:
+        config = config.replace(**head)
     weights = run_dir / "weights.index"
     if not weights.exists():
         raise DataError("the run's weights are missing (weights.index and weights.data-*); "
@@ -515,30 +451,29 @@ def load_model(run_dir: Path):
     except (tf.errors.OpError, ValueError) as err:
         raise DataError(f"cannot restore the run's weights: {err}",
                         file=str(weights)) from None
-    if hasattr(model.head, "after_restore"):
-        model.head.after_restore()
+    model.head.after_restore()
     return config, model
 
 
-def load_run(run_dir: Path):
+def load_run(run_dir: Path, head: Optional[Dict[str, Any]] = None):
     """Rebuild a run's model (weights and tree constants restored), its dataset and split.
+    ``head``: as :func:`load_model`.
 
     Returns ``(config, model, dataset, split)``; for a run streamed from a prepared
     directory, ``dataset`` is that :class:`Prepared` directory and ``split`` is None.
     """
     run_dir = Path(run_dir)
-    config, model = load_model(run_dir)
+    config, model = load_model(run_dir, head)
     saved = json.loads((run_dir / "config.json").read_text())
-    if config.prepared is not None:
-        dataset = open_prepared(config.prepared)
+    if config.data.prepared is not None:
+        dataset = open_prepared(config.data.prepared)
         split = None
     else:
-        dataset = load_dataset(config.dataset, data_dir=config.data_dir, spec=config.spec,
-                               rows=config.rows, seed=config.seed, strict=config.strict)
+        dataset = load(config.data, config.seed)
     if len(dataset) != saved["dataset"]["rows"]:
         raise ValueError(f"{run_dir}: the run was trained on {saved['dataset']['rows']} rows of "
-                         f"{config.dataset!r} but {len(dataset)} load now; the data changed")
-    if config.prepared is None:
+                         f"{config.data.dataset!r} but {len(dataset)} load now; the data changed")
+    if config.data.prepared is None:
         try:
             idx = np.load(run_dir / "split.npz")
         except (OSError, ValueError) as err:
@@ -546,6 +481,6 @@ def load_run(run_dir: Path):
                             file=str(run_dir / "split.npz")) from None
         frame = dataset.frame
         split = Split(frame.loc[idx["train"]], frame.loc[idx["validation"]],
-                      frame.loc[idx["test"]], method="saved", fractions=tuple(config.split),
-                      seed=config.seed)
+                      frame.loc[idx["test"]], method="saved",
+                      fractions=tuple(config.data.split), seed=config.seed)
     return config, model, dataset, split

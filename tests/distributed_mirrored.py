@@ -29,7 +29,8 @@ from ptpm_tf.heads.tree import losses  # noqa: E402
 from ptpm_tf.data.registry import load_dataset  # noqa: E402
 from ptpm_tf.data.splits import split_dataset  # noqa: E402
 from ptpm_tf.features import FeatureEncoder  # noqa: E402
-from ptpm_tf.training import TrainConfig, build_model  # noqa: E402
+from ptpm_tf.config import ExperimentConfig
+from ptpm_tf.training import build_model  # noqa: E402
 from ptpm_tf.heads.tree.geometry import TreeGeometry, TreeOps  # noqa: E402
 
 STRATEGY = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -59,7 +60,7 @@ def model_case(sizes, out):
     dataset = load_dataset("simulator", rows=3000, seed=0)
     split = split_dataset(dataset, seed=0)
     encoder = FeatureEncoder.from_frame(split.train, dataset.categorical, dataset.numeric)
-    config = TrainConfig(model="ptpm", depth=3, head={"w_tree": 0.0, "ucl_max_weight": 4.0})
+    config = ExperimentConfig.from_flat(model="ptpm", depth=3, head={"w_tree": 0.0, "ucl_max_weight": 4.0})
     batch = split.train.iloc[: sum(sizes)]
     features = encoder.raw_arrays(batch)
 

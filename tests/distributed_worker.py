@@ -2,8 +2,8 @@
 
     python tests/distributed_worker.py CONFIG_JSON OUT_DIR RESULT_NPZ
 
-Trains ``TrainConfig(**CONFIG_JSON)`` into ``OUT_DIR`` (``TF_CONFIG`` in the environment
-for multi-worker) and writes the final weights, the optimizer step count and the per-epoch
+Trains ``ExperimentConfig.from_flat(**CONFIG_JSON)`` into ``OUT_DIR`` (``TF_CONFIG`` in the
+environment for multi-worker) and writes the final weights, the optimizer step count and the per-epoch
 training loss to ``RESULT_NPZ``, with ``steps_here``, the steps this process ran.
 
 With ``DIE_AT=step:N`` in the environment the process kills itself with SIGKILL right
@@ -21,7 +21,8 @@ import numpy as np
 import ptpm_tf  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
-from ptpm_tf.training import TrainConfig, train
+from ptpm_tf.config import ExperimentConfig
+from ptpm_tf.training import train
 
 
 class DieAt(tf.keras.callbacks.Callback):
@@ -52,7 +53,7 @@ class CountSteps(tf.keras.callbacks.Callback):
 
 def main() -> None:
     config_json, out_dir, result = sys.argv[1:4]
-    config = TrainConfig(**json.loads(config_json))
+    config = ExperimentConfig.from_flat(**json.loads(config_json))
     counter = CountSteps()
     callbacks = [counter] + ([DieAt(os.environ["DIE_AT"])] if os.environ.get("DIE_AT") else [])
     logdir = os.path.join(out_dir, "tensorboard") if os.environ.get("TENSORBOARD") else None

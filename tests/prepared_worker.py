@@ -19,14 +19,15 @@ def main() -> None:
     prepared_dir, result, run_dir = sys.argv[1:4]
     strategy = distribute.make_strategy("multi_worker")  # before TensorFlow runs anything
     from ptpm_tf.data.prepared import ROW, open_prepared
-    from ptpm_tf.training import TrainConfig, train
+    from ptpm_tf.config import ExperimentConfig
+    from ptpm_tf.training import train
 
     prepared = open_prepared(prepared_dir)
     batches = prepared.batches("train", 64, shuffle=True, seed=0, columns=[ROW])
     rows = []
     for batch in strategy.experimental_distribute_dataset(batches):
         rows += [r.numpy() for r in strategy.experimental_local_results(batch[ROW])]
-    config = TrainConfig(model="ptpm", prepared=prepared_dir, depth=3, epochs=1,
+    config = ExperimentConfig.from_flat(model="ptpm", prepared=prepared_dir, depth=3, epochs=1,
                          batch_size=128, strategy="multi_worker")
     run = train(config, run_dir, verbose=0)
     np.savez(result, rows=np.concatenate(rows),

@@ -22,7 +22,8 @@ def tiny_runs():
     bias starts at 0 so that its deterministic trees are pruned for part of the rows."""
     from ptpm_tf.data.registry import load_dataset
     from ptpm_tf.data.splits import split_dataset
-    from ptpm_tf.training import TrainConfig, train
+    from ptpm_tf.config import ExperimentConfig
+    from ptpm_tf.training import train
     root = Path(tempfile.mkdtemp(prefix="ptpm-serving-tests-"))
     atexit.register(shutil.rmtree, root, ignore_errors=True)
     dataset = load_dataset("simulator", rows=ROWS, seed=0)
@@ -31,7 +32,7 @@ def tiny_runs():
     # PTPM with the default (best) preset, TPM with the paper's: both decoders are served
     for name, preset, head in (("ptpm", "best", {"prune_bias_init": 0.0}),
                                ("tpm", "paper", {})):
-        config = TrainConfig(model=name, preset=preset, rows=ROWS, depth=DEPTH, epochs=1,
+        config = ExperimentConfig.from_flat(model=name, preset=preset, rows=ROWS, depth=DEPTH, epochs=1,
                              batch_size=256, head=head)
         runs[name] = train(config, root / "runs" / name, dataset=dataset, split=split,
                            verbose=0)

@@ -9,13 +9,30 @@ import ptpm_tf  # noqa: F401
 from ptpm_tf.data.registry import load_dataset
 from ptpm_tf.data.splits import split_dataset
 from ptpm_tf.heads import MODELS, build_head
+from ptpm_tf.heads.configs import DMLConfig, DurationGroupConfig, OrdinalConfig, WLRConfig
 from ptpm_tf.heads.ordinal import (CreadHead, OrdinalHead, fit_thresholds, gamma_levels,
-                                   ordinal_decode, tail_excess)
-from ptpm_tf.heads.quantile import (D2QHead, DMLHead, dml_levels, fit_duration_quantiles,
-                                    trapezoid_expectation)
+                                   ordinal_weights, tail_excess)
+from ptpm_tf.heads.quantile import D2QHead, DMLHead, dml_levels, fit_duration_quantiles
 from ptpm_tf.heads.regression import RegressionHead
 from ptpm_tf.heads.wlr import WLRHead
-from ptpm_tf.training import TrainConfig, train
+from ptpm_tf.config import ExperimentConfig
+from ptpm_tf.training import train
+
+
+def ordinal_decode(p_exceed, thresholds, excess: float = 0.0):
+    """The ordinal decoder in NumPy (the reference the graph's is checked against)."""
+    const, coef = ordinal_weights(thresholds, excess)
+    return const + np.asarray(p_exceed, np.float64) @ coef
+
+
+def trapezoid_expectation(p_exceed, taus) -> np.ndarray:
+    """``int_0^1 P(u > t) dt`` by the trapezoid rule over ``0, taus, 1``, in NumPy."""
+    p = np.asarray(p_exceed, np.float64)
+    ones = np.ones(p.shape[:-1] + (1,))
+    s = np.concatenate([ones, p, 0 * ones], axis=-1)
+    grid = np.concatenate([[0.0], np.asarray(taus, np.float64), [1.0]])
+    return 0.5 * (s[..., 1:] + s[..., :-1]) @ np.diff(grid)
+
 
 TINY_TOWER = {"embedding_dim": 4, "n_cross": 1, "hidden": (16,)}
 
@@ -72,7 +89,7 @@ def test_d2q_graph_decoder_matches_numpy_tables():
     rng = np.random.default_rng(1)
     duration = rng.lognormal(3, 0.5, 4000)
     y = duration * rng.random(4000)
-    head = D2QHead(n_groups=5, n_knots=21)
+    head = D2QHead(DurationGroupConfig(n_groups=5, n_knots=21))
     targets = head.adapt(_frame(y, duration))
     tables = head.tables
     logit = rng.normal(size=300).astype(np.float32)
@@ -94,7 +111,7 @@ def test_dml_coarse_to_fine_levels_and_trapezoid_decoder():
     assert trapezoid_expectation(np.zeros(8), taus) == pytest.approx(taus[0] / 2)
     # u uniform: P(u > tau) = 1 - tau is linear, the trapezoid is exact
     assert trapezoid_expectation(1 - taus, taus) == pytest.approx(0.5)
-    head = DMLHead(n_groups=1, n_knots=3, n_thresholds=8)
+    head = DMLHead(DMLConfig(n_groups=1, n_knots=3, n_thresholds=8))
     head.adapt(_frame(np.array([0.0, 5.0, 10.0, 10.0])[np.arange(400) % 4] + 0.0,
                       np.full(400, 30.0)))
     logits = np.log((1 - taus) / taus)[None, :].astype(np.float32)
@@ -116,7 +133,7 @@ def test_ordinal_decoder_on_hand_made_probabilities():
     expected = 0.5 * (1 + 0.9) + 0.5 * (0.9 + 0.5) + 0.5 * (0.5 + 0.25) * 2 + 0.25 * 2.0
     assert ordinal_decode([0.9, 0.5, 0.25], t, excess=2.0) == pytest.approx(expected)
     for cls in (OrdinalHead, CreadHead):
-        head = cls(n_thresholds=3)
+        head = cls(OrdinalConfig(n_thresholds=3))
         head.set_thresholds(t, 2.0)
         p = np.array([[0.9, 0.5, 0.25], [1.0, 0.0, 0.0]], np.float32)
         out = head.decode({"logits": tf.constant(np.log(p / (1 - p + 1e-12) + 1e-12))})
@@ -153,7 +170,7 @@ def test_cread_thresholds_interpolate_from_equal_frequency():
 
 def test_ordinal_bias_starts_at_the_training_prior():
     y = np.random.default_rng(0).exponential(10, 5000)
-    head = OrdinalHead(n_thresholds=7)
+    head = OrdinalHead(OrdinalConfig(n_thresholds=7))
     head.adapt(_frame(y))
     out = head(tf.zeros([2, 4]))  # zero hidden: the output is the bias alone
     p = tf.sigmoid(out["logits"]).numpy()[0]
@@ -166,7 +183,7 @@ def test_ordinal_bias_starts_at_the_training_prior():
 
 def test_wlr_weights_and_odds():
     y = np.array([0.5, 1.0, 3.0, 6.0, 10.0, 20.0])
-    head = WLRHead(short_play_seconds=1.0)
+    head = WLRHead(WLRConfig(short_play_seconds=1.0))
     targets = head.adapt(_frame(y))
     np.testing.assert_array_equal(targets["positive"], [0, 0, 1, 1, 1, 1])
     c = np.mean([3.0, 6.0, 10.0, 20.0])
@@ -178,11 +195,11 @@ def test_wlr_weights_and_odds():
     w, pos = targets["weight"].astype(float), targets["positive"].astype(bool)
     odds = w[pos].sum() / w[~pos].sum()
     logit = np.log(odds)
-    assert WLRHead.odds_to_watch_time(logit, c) == pytest.approx(np.sum(y[y > 1.0]) / len(y))
+    assert c * odds == pytest.approx(np.sum(y[y > 1.0]) / len(y))
     out = head.decode({"logit": tf.constant([logit], tf.float32)})
     assert out["watch_time"].numpy()[0] == pytest.approx(c * odds, rel=1e-5)
     with pytest.raises(ValueError, match="negatives"):
-        WLRHead(short_play_seconds=100.0).adapt(_frame(y))
+        WLRHead(WLRConfig(short_play_seconds=100.0)).adapt(_frame(y))
 
 
 def test_mse_head_normalises_and_clips():
@@ -208,8 +225,9 @@ def tiny():
 @pytest.mark.parametrize("model", ["mse", "wlr", "d2q", "or", "dml", "cread"])
 def test_each_baseline_trains_one_epoch_and_decodes_sane_watch_times(tiny, model):
     dataset, split = tiny
-    config = TrainConfig(model=model, epochs=1, batch_size=256, seed=3, tower=TINY_TOWER,
-                         head={"a": 2.0} if model == "cread" else {})
+    config = ExperimentConfig.from_flat(model=model, epochs=1, batch_size=256, seed=3,
+                                        tower=TINY_TOWER,
+                                        head={"a": 2.0} if model == "cread" else {})
     run = train(config, dataset=dataset, split=split, verbose=0)
     from ptpm_tf.evaluate import predict_frame
     pred = predict_frame(run.model, split.test)["watch_time"]
@@ -229,7 +247,8 @@ def test_cread_a_is_chosen_on_validation(tiny, monkeypatch, tmp_path):
     from ptpm_tf import selection
     dataset, split = tiny
     monkeypatch.setattr(CreadHead, "selection_grid", {"a": (0.0, 4.0)})
-    config = TrainConfig(model="cread", epochs=1, batch_size=256, seed=3, tower=TINY_TOWER)
+    config = ExperimentConfig.from_flat(model="cread", epochs=1, batch_size=256, seed=3,
+                                        tower=TINY_TOWER)
     run = selection.train_selected(config, tmp_path, dataset=dataset, split=split, verbose=0)
     sel = run.metrics["selection"]
     tried = {c["a"]: c["val_mae"] for c in sel["candidates"]}
@@ -244,7 +263,8 @@ def test_d2q_exports_and_decodes_from_raw_duration_in_the_session_loader(tiny, t
     through the TF1 session loader (TF Serving's path) as the Keras model does."""
     from ptpm_tf import export as E
     dataset, split = tiny
-    run = train(TrainConfig(model="d2q", epochs=1, batch_size=256, seed=3, tower=TINY_TOWER),
+    run = train(ExperimentConfig.from_flat(model="d2q", epochs=1, batch_size=256, seed=3,
+                                           tower=TINY_TOWER),
                 tmp_path / "run", dataset=dataset, split=split, verbose=0)
     vdir = E.export_run(tmp_path / "run", tmp_path / "export", name="d2q")
     feats = E.sample_features(run.model.encoder, 6, split.test)

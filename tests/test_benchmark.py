@@ -22,7 +22,7 @@ def _config(out, **kw):
 
 def test_plan_covers_models_seeds_cread_grid_ablations_and_depths():
     cfg = B.BenchmarkConfig(models=("cread", "ptpm"), seeds=2, depths=(2, 6, 8), depth_seeds=1,
-                            cread_grid=(0.0, 3.0))
+                            selection_values=(0.0, 3.0))
     tags = [(s.tag, s.depth, s.seed) for s in B.plan(cfg)]
     for seed in (0, 1):
         for tag in ("cread-a0", "cread-a3", "ptpm", "ptpm-no-tsl", "ptpm-no-ucl", "tpm"):
@@ -109,7 +109,7 @@ def test_tables_bold_the_best_and_star_a_significant_ptpm_gain():
     assert sig["xauc"]["runner_up"] == "tpm" and not sig["xauc"]["ptpm_best"]
     results = {"datasets": {"sim": {"models": models, "oracle": None, "depth_sweep": {},
                                     "significance": {"table2": sig, "table3": {}}}},
-               "cread_selection": {}, "config": None}
+               "selection": {}, "config": None}
     text = B.render_tables(results)
     ptpm_row = next(l for l in text.splitlines() if l.startswith("| PTPM |"))
     tpm_row = next(l for l in text.splitlines() if l.startswith("| TPM |"))

@@ -91,12 +91,13 @@ def test_rows_must_be_positive_in_python_too(tmp_path):
 def test_rejected_settings_leave_nothing_behind(tmp_path):
     """A rejected ``train --depth 0 --out R`` used to leave ``R/backup/``, and the corrected
     command then refused R as "an interrupted run with a different configuration"."""
-    from ptpm_tf.training import TrainConfig, train
+    from ptpm_tf.config import ExperimentConfig
+    from ptpm_tf.training import train
     out = tmp_path / "R"
     for bad in (dict(depth=0), dict(epochs=0), dict(batch_size=0), dict(learning_rate=-1.0),
                 dict(rows=0), dict(split=(0.5, 0.5))):
         with pytest.raises(ValueError):
-            train(TrainConfig(**{"model": "tpm", "rows": 400, **bad}), out, verbose=0)
+            train(ExperimentConfig.from_flat(**{"model": "tpm", "rows": 400, **bad}), out, verbose=0)
         assert not out.exists(), bad
 
 
@@ -105,15 +106,15 @@ def test_a_backup_without_progress_does_not_block_another_configuration(tmp_path
     ``backup/config.json``: a different configuration then starts over instead of being
     refused; one with real progress is still refused."""
     from ptpm_tf.resume import RunBackup
-    from ptpm_tf.training import TrainConfig
-    RunBackup(tmp_path, writer=True).check_config(TrainConfig(depth=3))
-    RunBackup(tmp_path, writer=True).check_config(TrainConfig(depth=4))
+    from ptpm_tf.config import ExperimentConfig
+    RunBackup(tmp_path, writer=True).check_config(ExperimentConfig.from_flat(depth=3))
+    RunBackup(tmp_path, writer=True).check_config(ExperimentConfig.from_flat(depth=4))
     saved = json.loads((tmp_path / "backup" / "config.json").read_text())
     assert saved["depth"] == 4
     (tmp_path / "backup" / "progress").mkdir()
     (tmp_path / "backup" / "progress" / "epoch-0.json").write_text("{}")
     with pytest.raises(ValueError, match="different configuration"):
-        RunBackup(tmp_path, writer=True).check_config(TrainConfig(depth=5))
+        RunBackup(tmp_path, writer=True).check_config(ExperimentConfig.from_flat(depth=5))
 
 
 # ------------------------------------------------------------------- files
@@ -316,7 +317,8 @@ def test_mid_epoch_resume_keeps_the_epoch_whole(tmp_path):
     """After a resume in the middle of an epoch, that epoch's history entry used to cover
     only the resumed steps, and ``train_seconds`` only the rerun."""
     import tensorflow as tf
-    from ptpm_tf.training import TrainConfig, train
+    from ptpm_tf.config import ExperimentConfig
+    from ptpm_tf.training import train
 
     class Crash(Exception):
         pass
@@ -344,7 +346,7 @@ def test_mid_epoch_resume_keeps_the_epoch_whole(tmp_path):
             self.seconds = time.perf_counter() - self.started
 
     # 2400 training rows in batches of 240: 10 steps per epoch; backups every 4 steps
-    config = TrainConfig(model="tpm", rows=3000, depth=3, batch_size=240, epochs=3,
+    config = ExperimentConfig.from_flat(model="tpm", rows=3000, depth=3, batch_size=240, epochs=3,
                          patience=5, backup_every=4)
     out = tmp_path / "run"
     with pytest.raises(Crash):

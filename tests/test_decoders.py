@@ -8,6 +8,7 @@ import tensorflow as tf
 
 import ptpm_tf  # noqa: F401
 from ptpm_tf.heads.tree import decoding
+from ptpm_tf.heads.tree.config import QUANTILE_LEVELS, TreeConfig
 from ptpm_tf.heads.tree.geometry import TreeGeometry, TreeOps, fit_global_tree
 
 # Two leaves, K = 2 pieces each: leaf 0 covers [0, 10] with its within-leaf median at 2
@@ -175,9 +176,10 @@ def test_unpruned_spread_equals_global_leaves_and_mean_is_e_t():
 
 def test_median_decoder_end_to_end(tmp_path):
     from ptpm_tf.evaluate import predict_frame
-    from ptpm_tf.training import TrainConfig, load_run, train
-    config = TrainConfig(model="ptpm", preset="paper", rows=3000, depth=3, epochs=1,
-                         batch_size=512, head={"decode": "median"})
+    from ptpm_tf.config import ExperimentConfig
+    from ptpm_tf.training import load_run, train
+    config = ExperimentConfig.from_flat(model="ptpm", preset="paper", rows=3000, depth=3,
+                                        epochs=1, batch_size=512, decode="median")
     run = train(config, tmp_path / "run", verbose=0)
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["decode"] == "median"
@@ -187,7 +189,7 @@ def test_median_decoder_end_to_end(tmp_path):
     assert m["mae"] == m["mae_median"] and m["xauc"] == m["xauc_median"]
     pred = predict_frame(run.model, run.split.test.iloc[:100])
     np.testing.assert_array_equal(pred["watch_time"], pred["watch_time_median"])
-    assert pred["quantiles"].shape == (100, len(decoding.QUANTILE_LEVELS))
+    assert pred["quantiles"].shape == (100, len(QUANTILE_LEVELS))
     np.testing.assert_allclose(pred["quantiles"][:, 2], pred["watch_time_median"], rtol=1e-6)
     assert np.all(np.diff(pred["quantiles"], axis=1) >= -1e-3)
     assert np.all((pred["p_complete"] >= 0) & (pred["p_complete"] <= 1))
@@ -231,8 +233,9 @@ def test_oracle_quantiles_match_the_simulator_median_and_cdf():
 
 def test_calibration_report_and_plot(tmp_path):
     from ptpm_tf.calibration import calibration_report, write_calibration
-    from ptpm_tf.training import TrainConfig, train
-    config = TrainConfig(model="tpm", rows=2000, depth=3, epochs=1, batch_size=512)
+    from ptpm_tf.config import ExperimentConfig
+    from ptpm_tf.training import train
+    config = ExperimentConfig.from_flat(model="tpm", rows=2000, depth=3, epochs=1, batch_size=512)
     run = train(config, verbose=0)
     report = calibration_report(run.model, run.split.test, run.dataset, config=config,
                                 levels=[0.25, 0.5, 0.75])
@@ -255,16 +258,15 @@ def test_tree_head_outputs_match_the_decoding_functions():
                  "tree_depth"}
     heads = {}
     for decode in ("mean", "median"):
-        for dist in (True, False):
-            h = TreeHead(depth=3, decode=decode, distribution_outputs=dist)
-            h.adapt(pd.DataFrame({"watch_time": y}))
-            heads[decode, dist] = h
-    h = heads["median", True]
+        h = TreeHead(TreeConfig(depth=3, decode=decode))
+        h.adapt(pd.DataFrame({"watch_time": y}))
+        heads[decode] = h
+    h = heads["median"]
     geom = h.geometry
     raw = {"cls_logits": tf.constant(rng.normal(0, 2, (64, geom.n_internal)), tf.float32),
            "prune_logits": tf.constant(rng.normal(0, 2, (64, geom.n_internal - 1)), tf.float32)}
     duration = tf.constant(rng.uniform(5, 60, 64), tf.float32)
-    out = h.decode(raw, {"duration": duration})
+    out = h.decode(raw, {"duration": duration}, distribution=True)
     reach = tf.exp(h.ops.log_reach(raw["cls_logits"]))
     mask = h.ops.pruned_leaves(tf.cast(raw["prune_logits"] > 0, tf.float32))
     tree_p = decoding.leaf_distribution(reach * mask, h.spread)
@@ -275,19 +277,19 @@ def test_tree_head_outputs_match_the_decoding_functions():
     np.testing.assert_allclose(out["watch_time_global"],
                                decoding.quantiles(global_p, knots, [0.5])[:, 0], rtol=1e-5)
     np.testing.assert_allclose(out["quantiles"],
-                               decoding.quantiles(tree_p, knots, decoding.QUANTILE_LEVELS),
+                               decoding.quantiles(tree_p, knots, QUANTILE_LEVELS),
                                rtol=1e-5)
     np.testing.assert_allclose(out["p_complete"], decoding.survival(tree_p, knots, duration),
                                atol=1e-6)
-    mean_out = heads["mean", True].decode(raw, {"duration": duration})
+    mean_out = heads["mean"].decode(raw, {"duration": duration}, distribution=True)
     np.testing.assert_allclose(mean_out["watch_time"], out["watch_time_mean"], rtol=1e-6)
     np.testing.assert_allclose(mean_out["watch_time_median"], out["watch_time"], rtol=1e-6)
-    assert set(heads["mean", False].decode(raw, {"duration": duration})) == lean_keys
-    assert set(heads["median", False].decode(raw, {})) == lean_keys
+    assert set(heads["mean"].decode(raw, {"duration": duration})) == lean_keys
+    assert set(heads["median"].decode(raw, {})) == lean_keys
     assert set(out) == lean_keys | {"watch_time_mean", "watch_time_median", "quantiles",
                                     "p_complete"}
-    assert "p_complete" not in h.decode(raw, {})
-    every = h.decode_all(raw, {})
+    assert "p_complete" not in h.decode(raw, {}, distribution=True)
+    every = h.evaluation_outputs(raw, {})
     np.testing.assert_allclose(every["watch_time_global_median"], out["watch_time_global"])
     # any level, either tree, through the head's helpers
     np.testing.assert_allclose(h.quantile(raw, [0.5])[:, 0], out["watch_time"], rtol=1e-4)
@@ -297,7 +299,7 @@ def test_tree_head_outputs_match_the_decoding_functions():
     np.testing.assert_allclose(raw_p, out["p_complete"], atol=1e-6)
     # a fitted completion map is applied to the served p_complete only
     h.completion_map.assign(np.sqrt(np.linspace(0, 1, decoding.COMPLETION_GRID + 1)))
-    mapped = h.decode(raw, {"duration": duration})["p_complete"]
+    mapped = h.decode(raw, {"duration": duration}, distribution=True)["p_complete"]
     np.testing.assert_allclose(mapped, decoding.monotone_map(raw_p, h.completion_map),
                                atol=1e-6)
     assert np.all(mapped.numpy() >= out["p_complete"].numpy() - 1e-6)
@@ -352,7 +354,7 @@ def test_benchmark_table_shows_tree_models_with_both_decoders():
     models = {"ptpm": served, "ptpm-median": other}
     results = {"datasets": {"sim": {"models": models, "oracle": None, "depth_sweep": {},
                                     "significance": {"table2": {}, "table3": {}}}},
-               "cread_selection": {}, "config": None}
+               "selection": {}, "config": None}
     text = B.render_tables(results)
     row = next(l for l in text.splitlines() if l.startswith("| PTPM, median decoder |"))
     assert "**10.500 ± 1.000**" in row and "**0.7100" in row
@@ -361,7 +363,7 @@ def test_benchmark_table_shows_tree_models_with_both_decoders():
 def test_checkpoint_without_knots_falls_back_to_linear_interpolation():
     import pandas as pd
     from ptpm_tf.heads import TreeHead
-    h = TreeHead(depth=2, leaf_knots=2)
+    h = TreeHead(TreeConfig(depth=2, leaf_knots=2))
     h.adapt(pd.DataFrame({"watch_time": np.arange(40, dtype=np.float64)}))
     fitted = h.leaf_knots.numpy().copy()
     h.after_restore()  # knots present: untouched
@@ -382,7 +384,7 @@ def test_point_prediction_is_decodes_watch_time(decode, tsl):
     import pandas as pd
     from ptpm_tf.heads import TreeHead
     rng = np.random.default_rng(0)
-    head = TreeHead(depth=3, tsl=tsl, decode=decode)
+    head = TreeHead(TreeConfig(depth=3, tsl=tsl, decode=decode))
     head.adapt(pd.DataFrame({"watch_time": rng.exponential(10, 500)}))
     out = head(tf.constant(rng.normal(size=(64, 8)), tf.float32))
     np.testing.assert_allclose(head.point_prediction(out).numpy(),

@@ -199,28 +199,29 @@ def test_killed_after_training_resumes_without_training_again(tmp_path):
 
 def test_restart_with_another_configuration_is_refused(tmp_path):
     from ptpm_tf.resume import RunBackup
-    from ptpm_tf.training import TrainConfig
+    from ptpm_tf.config import ExperimentConfig
 
-    RunBackup(tmp_path, writer=True).check_config(TrainConfig(depth=3))
+    RunBackup(tmp_path, writer=True).check_config(ExperimentConfig.from_flat(depth=3))
     # an epoch was backed up (before one is, another configuration starts afresh)
     (tmp_path / "backup" / "progress").mkdir()
     (tmp_path / "backup" / "progress" / "epoch-0.json").write_text("{}")
     # the strategy and the backup frequency may change between restarts
-    RunBackup(tmp_path, writer=True).check_config(TrainConfig(depth=3, strategy="mirrored",
-                                                              backup_every=5))
+    RunBackup(tmp_path, writer=True).check_config(
+        ExperimentConfig.from_flat(depth=3, strategy="mirrored", backup_every=5))
     with pytest.raises(ValueError, match="depth"):
-        RunBackup(tmp_path, writer=True).check_config(TrainConfig(depth=4))
+        RunBackup(tmp_path, writer=True).check_config(ExperimentConfig.from_flat(depth=4))
 
 
 def test_a_directory_with_other_files_is_not_replaced(tmp_path):
-    from ptpm_tf.training import TrainConfig, check_run_dir, train
+    from ptpm_tf.config import ExperimentConfig
+    from ptpm_tf.training import check_run_dir, train
 
     (tmp_path / "notes.txt").write_text("mine")
     (tmp_path / "metrics.json").write_text("{}")
     with pytest.raises(ValueError, match="notes.txt"):
         check_run_dir(tmp_path)
     with pytest.raises(ValueError, match="not part of a run"):
-        train(TrainConfig(rows=200, depth=2, epochs=1), tmp_path)
+        train(ExperimentConfig.from_flat(rows=200, depth=2, epochs=1), tmp_path)
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
@@ -258,11 +259,12 @@ def test_mirrored_two_devices_match_one_device_on_the_same_global_batch(tmp_path
 
 
 def test_cli_strategy_flag(tmp_path):
-    from ptpm_tf.cli import _train_config, build_parser
+    from ptpm_tf.cli import build_parser
+    from ptpm_tf.cli.options import experiment_config
 
     args = build_parser().parse_args(["train", "--strategy", "multi_worker", "--backup-every", "50"])
-    config = _train_config(args, args.model)
-    assert config.strategy == "multi_worker" and config.backup_every == 50
+    config = experiment_config(args, args.model)
+    assert config.training.strategy == "multi_worker" and config.training.backup_every == 50
     res = subprocess.run([sys.executable, "-m", "ptpm_tf.cli", "train", "--strategy",
                           "multi_worker", "--rows", "100", "--out", str(tmp_path / "r")],
                          env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT)

@@ -329,9 +329,10 @@ def test_describe_tree_on_served_prediction():
 def test_baseline_head_exports_generically(tmp_path):
     """A non-tree head (D2Q, whose decoding reads the raw duration feature) exports
     through the same code: its own outputs, stock ops, the session loader agrees."""
-    from ptpm_tf.training import TrainConfig, train
+    from ptpm_tf.config import ExperimentConfig
+    from ptpm_tf.training import train
     runs = tiny_runs()
-    run = train(TrainConfig(model="d2q", rows=3000, epochs=1, batch_size=256), None,
+    run = train(ExperimentConfig.from_flat(model="d2q", rows=3000, epochs=1, batch_size=256), None,
                 dataset=runs["ptpm"].dataset, split=runs["ptpm"].split, verbose=0)
     path = export_model(run.model, tmp_path, "d2q", warmup_batch_sizes=(1, 8))
     assert non_stock_ops(path) == set()

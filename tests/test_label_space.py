@@ -10,9 +10,9 @@ import tensorflow as tf
 
 import ptpm_tf  # noqa: F401
 from ptpm_tf.heads.tree import decoding
-from ptpm_tf.export import tree_constants
+from ptpm_tf.heads.tree.config import QUANTILE_LEVELS, TreeConfig
 from ptpm_tf.heads.tree.describe import describe_tree, label_unit
-from ptpm_tf.heads import TreeHead, build_head, head_settings
+from ptpm_tf.heads import TreeHead, build_head, head_config
 from ptpm_tf.heads.tree.geometry import assign_leaves, fit_global_tree, leaf_cuts
 
 
@@ -66,7 +66,7 @@ def _frame(n=4000, seed=0):
 
 
 def _head(**kw):
-    h = TreeHead(depth=4, label_space="ratio", **kw)
+    h = TreeHead(TreeConfig(depth=4, label_space="ratio", **kw))
     targets = h.adapt(_frame())
     return h, targets
 
@@ -85,11 +85,12 @@ def test_ratio_head_decodes_in_seconds_per_row():
            "prune_logits": tf.constant(rng.normal(size=(b, 14)), tf.float32)}
     d = np.array([10.0, 20.0, 40.0, np.nan, 0.0, 33.0], np.float32)
     unit = np.where(np.isfinite(d) & (d > 0), d, h.duration_fallback.numpy())
-    out = {k: v.numpy() for k, v in h.decode(raw, {"duration": tf.constant(d)}).items()}
+    out = {k: v.numpy() for k, v in
+           h.decode(raw, {"duration": tf.constant(d)}, distribution=True).items()}
     # the same decode in ratio units, by the decoding functions
     tree_p, global_p = (p.numpy() for p in h.leaf_distributions(raw))
     knots = h.leaf_knots
-    q_r = decoding.quantiles(tf.constant(tree_p), knots, decoding.QUANTILE_LEVELS).numpy()
+    q_r = decoding.quantiles(tf.constant(tree_p), knots, QUANTILE_LEVELS).numpy()
     np.testing.assert_allclose(out["quantiles"], q_r * unit[:, None], rtol=1e-5)
     np.testing.assert_allclose(out["watch_time"], out["watch_time_median"], rtol=1e-6)
     mean_r = out["leaf_prob"] @ h.node_value.numpy()
@@ -131,35 +132,35 @@ def test_ratio_losses_are_in_seconds():
 
 
 def test_ratio_needs_a_duration():
-    h = TreeHead(depth=3, label_space="ratio")
+    h = TreeHead(TreeConfig(depth=3, label_space="ratio"))
     with pytest.raises(ValueError, match="duration"):
         h.adapt(pd.DataFrame({"watch_time": [1.0, 2.0]}))
     with pytest.raises(ValueError, match="duration > 0"):
         h.adapt(pd.DataFrame({"watch_time": [1.0, 2.0], "duration": [np.nan, 0.0]}))
-    with pytest.raises(ValueError, match="label_space"):
-        TreeHead(depth=3, label_space="minutes")
+    with pytest.raises(ValueError, match="label-space"):
+        TreeHead(TreeConfig(depth=3, label_space="minutes"))
 
 
 def test_presets_lay_settings_over_the_models():
-    assert head_settings("tpm", "paper") == {"tsl": False, "ucl": False,
-                                             "leaf_values": "midpoint"}
-    best = head_settings("ptpm", "best")
-    assert best["label_space"] == "ratio" and best["decode"] == "median"
-    assert head_settings("ptpm", "best", decode="mean")["decode"] == "mean"
-    assert head_settings("dml", "best") == head_settings("dml", "paper")
-    assert build_head("tpm", "paper").label_space == "seconds"
+    tpm = head_config("tpm", "paper")
+    assert (tpm.tsl, tpm.ucl, tpm.leaf_values, tpm.label_space) == (False, False, "midpoint",
+                                                                     "seconds")
+    best = head_config("ptpm", "best")
+    assert best.label_space == "ratio" and best.decode == "median"
+    assert head_config("ptpm", "best", decode="mean").decode == "mean"
+    assert head_config("dml", "best") == head_config("dml", "paper")
+    assert build_head("tpm", head_config("tpm", "paper")).label_space == "seconds"
     with pytest.raises(ValueError, match="preset"):
-        head_settings("tpm", "fastest")
+        head_config("tpm", "fastest")
+    with pytest.raises(ValueError, match="has no setting tsl"):
+        head_config("mse", tsl=False)
 
 
 def test_describe_tree_prints_the_requests_seconds():
     h, _ = _head(tsl=True)
     raw = {"cls_logits": tf.zeros([1, 15]), "prune_logits": tf.fill([1, 14], -5.0)}
     pred = {k: v.numpy()[0] for k, v in h.decode(raw, {"duration": tf.constant([50.0])}).items()}
-
-    class Model:
-        head = h
-    info = tree_constants(Model())
+    info = h.model_info()["tree"]
     assert info["label_space"] == "ratio"
     assert label_unit(info, 50.0) == 50.0
     assert label_unit(info, float("nan")) == pytest.approx(info["duration_fallback"])
@@ -172,17 +173,18 @@ def test_describe_tree_prints_the_requests_seconds():
 
 def test_data_without_duration_falls_back_to_seconds_with_a_notice(capsys):
     from ptpm_tf.data.dataset import Dataset
-    from ptpm_tf.training import TrainConfig, fit_label_space
+    from ptpm_tf.config import ExperimentConfig
+    from ptpm_tf.training import fit_head_to_data
     ds = Dataset(name="cikm16", frame=pd.DataFrame({"watch_time": [1.0]}),
                  categorical=[], numeric=[])
-    config = fit_label_space(TrainConfig(model="tpm", dataset="cikm16"), ds)
-    assert config.label_space() == "seconds"
+    config = fit_head_to_data(ExperimentConfig.from_flat(model="tpm", dataset="cikm16"), ds)
+    assert config.head_config().label_space == "seconds"
     assert "no duration" in capsys.readouterr().err
     with pytest.raises(ValueError, match="needs a duration"):
-        fit_label_space(TrainConfig(model="tpm", dataset="cikm16",
-                                    head={"label_space": "ratio"}), ds)
-    paper = TrainConfig(model="tpm", dataset="cikm16", preset="paper")
-    assert fit_label_space(paper, ds) is paper
+        fit_head_to_data(ExperimentConfig.from_flat(model="tpm", dataset="cikm16",
+                                                    label_space="ratio"), ds)
+    paper = ExperimentConfig.from_flat(model="tpm", dataset="cikm16", preset="paper")
+    assert fit_head_to_data(paper, ds) is paper
 
 
 def test_ratio_run_round_trips_and_serves_calibrated_p_complete(tmp_path):
@@ -190,13 +192,15 @@ def test_ratio_run_round_trips_and_serves_calibrated_p_complete(tmp_path):
     and rebuilt by load_run; p_complete needs no map and its validation mean is the
     observed completion rate."""
     from ptpm_tf.evaluate import predict_frame
-    from ptpm_tf.training import TrainConfig, load_run, train
-    run = train(TrainConfig(model="ptpm", rows=4000, depth=4, epochs=1, batch_size=512),
-                tmp_path / "run", verbose=0)
+    from ptpm_tf.config import ExperimentConfig
+    from ptpm_tf.training import load_run, train
+    run = train(ExperimentConfig.from_flat(model="ptpm", rows=4000, depth=4, epochs=1,
+                                           batch_size=512), tmp_path / "run", verbose=0)
     head = run.model.head
     assert head.label_space == "ratio" and head.decoder == "median"
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert saved["train"]["preset"] == "best"
+    assert saved["experiment"]["preset"] == "best"
+    assert saved["experiment"]["head"]["label_space"] == "ratio"  # every head setting saved
     m = run.metrics
     assert abs(m["validation_p_complete_mean"] - m["validation_completion_rate"]) < 0.05
     np.testing.assert_allclose(head.completion_map.numpy(),

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 import ptpm_tf  # noqa: F401
 from ptpm_tf.heads.tree import losses
+from ptpm_tf.heads.tree.config import TreeConfig
 from ptpm_tf.heads import TreeHead
 from ptpm_tf.heads.tree.geometry import TreeOps, TreeGeometry
 
@@ -51,7 +52,7 @@ def test_batch_xauc_counts_ties_half():
 
 def _toy_head():
     """Depth 2, leaves 3..6 worth 0, 10, 20, 30; node 1 worth 5, node 2 worth 25."""
-    head = TreeHead(depth=2, tsl=True, ucl=False)
+    head = TreeHead(TreeConfig(depth=2, tsl=True, ucl=False))
     head.node_value.assign([15.0, 5.0, 25.0, 0.0, 10.0, 20.0, 30.0])
     head.node_m2.assign(np.square([15.0, 5.0, 25.0, 0.0, 10.0, 20.0, 30.0]) + 1.0)
     head.label_scale.assign(10.0)
@@ -105,7 +106,7 @@ def test_per_sample_reward_credits_each_sample_in_a_mixed_batch():
 
 @pytest.mark.parametrize("pruner_input", ["features", "features+tree"])
 def test_tree_loss_reaches_only_the_pruner_and_tpm_terms_only_the_classifier(pruner_input):
-    head = TreeHead(depth=3, tsl=True, ucl=True, pruner_input=pruner_input)
+    head = TreeHead(TreeConfig(depth=3, tsl=True, ucl=True, pruner_input=pruner_input))
     frame = pd.DataFrame({"watch_time": np.random.default_rng(0).exponential(10, 256)})
     targets = head.adapt(frame)
     hidden = tf.constant(np.random.default_rng(1).normal(size=(256, 8)), tf.float32)

@@ -119,9 +119,10 @@ def test_a_shuffled_epoch_yields_every_training_row_once(prepared_dir):
 
 @pytest.fixture(scope="module")
 def streamed_run(prepared_dir, tmp_path_factory):
-    from ptpm_tf.training import TrainConfig, train
+    from ptpm_tf.config import ExperimentConfig
+    from ptpm_tf.training import train
     out = tmp_path_factory.mktemp("run") / "r"
-    run = train(TrainConfig(model="ptpm", prepared=str(prepared_dir), depth=3, epochs=1,
+    run = train(ExperimentConfig.from_flat(model="ptpm", prepared=str(prepared_dir), depth=3, epochs=1,
                             batch_size=256), out, verbose=0)
     return out, run
 

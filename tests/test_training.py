@@ -13,7 +13,8 @@ from ptpm_tf.data.registry import load_dataset
 from ptpm_tf.data.splits import split_dataset
 from ptpm_tf.evaluate import evaluate_frame
 from ptpm_tf.metrics import mae, xauc
-from ptpm_tf.training import TrainConfig, load_run, train
+from ptpm_tf.config import ExperimentConfig
+from ptpm_tf.training import load_run, train
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def ptpm_run(sim, tmp_path_factory):
     dataset, split = sim
     counter = BatchCounter()
     out = tmp_path_factory.mktemp("run")
-    run = train(TrainConfig(model="ptpm", depth=4, epochs=3, batch_size=512, seed=1), out,
+    run = train(ExperimentConfig.from_flat(model="ptpm", depth=4, epochs=3, batch_size=512, seed=1), out,
                 dataset=dataset, split=split, verbose=0, callbacks=[counter])
     return run, counter, out
 
@@ -49,7 +50,7 @@ def test_short_training_beats_the_best_constant_clearly(sim, ptpm_run, model):
     if model == "ptpm":
         metrics = ptpm_run[0].metrics
     else:
-        metrics = train(TrainConfig(model=model, depth=4, epochs=3, batch_size=512, seed=1),
+        metrics = train(ExperimentConfig.from_flat(model=model, depth=4, epochs=3, batch_size=512, seed=1),
                         dataset=dataset, split=split, verbose=0).metrics
     y = split.test["watch_time"].to_numpy()
     constant_mae = mae(y, np.full_like(y, np.median(split.train["watch_time"])))
@@ -126,7 +127,7 @@ def test_training_runs_on_each_real_format_sample(name, tmp_path):
     folder = {"kuairec": "kuairec-sample", "kuairand": "kuairand-sample",
               "cikm16": "cikm16-diginetica-sample"}[name]
     data_dir = Path(__file__).parent / "data" / folder
-    run = train(TrainConfig(model="ptpm", dataset=name, data_dir=str(data_dir), depth=3,
+    run = train(ExperimentConfig.from_flat(model="ptpm", dataset=name, data_dir=str(data_dir), depth=3,
                             epochs=1, batch_size=128), tmp_path, verbose=0)
     assert run.metrics["dataset"] == name and run.metrics["n_test"] > 0
     assert np.isfinite(run.metrics["mae"]) and 0.0 <= run.metrics["xauc"] <= 1.0

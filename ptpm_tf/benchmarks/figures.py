@@ -17,6 +17,8 @@ from typing import Any, Dict, List
 
 import numpy as np
 
+from ptpm_tf.benchmarks.variants import LABELS, TABLE2_ORDER, TABLE3_ORDER
+
 COLORS = {"ptpm": "#d62728", "tpm": "#1f77b4", "ptpm-no-ucl": "#ff7f0e",
           "ptpm-no-tsl": "#2ca02c"}
 
@@ -30,7 +32,6 @@ def _plt():
 
 def write_figures(results: Dict[str, Any], out: Path) -> List[str]:
     """Write every figure the results allow; return the file names written."""
-    from ptpm_tf.benchmarks.suite import LABELS
     plt = _plt()
     written: List[str] = []
     for ds, r in results["datasets"].items():
@@ -47,7 +48,6 @@ def write_figures(results: Dict[str, Any], out: Path) -> List[str]:
 
 
 def _fig6_cost(plt, r, ds, labels):
-    from ptpm_tf.benchmarks.suite import TABLE2_ORDER, TABLE3_ORDER
     ms = r["models"]
     order = list(dict.fromkeys((*TABLE2_ORDER, *TABLE3_ORDER, *ms)))
     names = [v for v in order if v in ms and ms[v].get("cost")]

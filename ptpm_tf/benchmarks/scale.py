@@ -1,6 +1,6 @@
 """KuaiRec-sized load benchmark: write a big_matrix.csv of N rows, time cold and warm loads.
 
-DESIGN.md section 7 asks that the whole KuaiRec big matrix (12.5M rows, ~800 MB) loads on
+The whole KuaiRec big matrix (12.5M rows, ~800 MB) must load on
 one 24 GB machine and is parsed once, then read from the columnar cache. This module
 writes a file with the real layout (UTF-8 BOM; user_id, video_id, play_duration,
 video_duration, time, date, timestamp, watch_ratio; 7,176 users x 10,728 videos; plus
@@ -171,10 +171,11 @@ def _first_batch_and_epoch(ds, start: float, train_epoch: bool) -> dict:
     from ptpm_tf.data.pipeline import make_tf_dataset
     from ptpm_tf.data.splits import split_dataset
     from ptpm_tf.features import FeatureEncoder
-    from ptpm_tf.training import TrainConfig, build_model
+    from ptpm_tf.config import ExperimentConfig
+    from ptpm_tf.training import build_model
     split = split_dataset(ds)
     encoder = FeatureEncoder.from_frame(split.train, ds.categorical, ds.numeric)
-    model = build_model(TrainConfig(model="ptpm", dataset=ds.name), encoder)
+    model = build_model(ExperimentConfig.from_flat(model="ptpm", dataset=ds.name), encoder)
     data = make_tf_dataset(encoder.compact_arrays(split.train), model.head.adapt(split.train),
                            batch_size=1024, shuffle=True)
     next(iter(data))
@@ -213,13 +214,14 @@ def _stream_phase(data_dir: str) -> dict:
     trained model as a run directory ``DIR/run`` for the scoring phase."""
     import tensorflow as tf
     from ptpm_tf.data.prepared import open_prepared
-    from ptpm_tf.training import (Run, TrainConfig, build_model, save_run,
+    from ptpm_tf.config import ExperimentConfig
+    from ptpm_tf.training import (Run, build_model, save_run,
                                   streaming_train_data)
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
     prepared = open_prepared(Path(data_dir) / "prepared")
-    config = TrainConfig(model="ptpm", dataset=prepared.name, prepared=str(prepared.path),
-                         epochs=1)
+    config = ExperimentConfig.from_flat(model="ptpm", dataset=prepared.name,
+                                        prepared=str(prepared.path), epochs=1)
     model = build_model(config, prepared.encoder())
     labels = prepared.train_labels()
     model.head.adapt(labels)

@@ -43,7 +43,8 @@ MODELS = ("ptpm", "tpm")
 
 def _models(args):
     """{name: (model, test frame)} from saved runs or from a short training run."""
-    from ptpm_tf.training import TrainConfig, load_run, train
+    from ptpm_tf.config import ExperimentConfig
+    from ptpm_tf.training import load_run, train
     out = {}
     if args.runs_dir:
         for name in MODELS:
@@ -55,7 +56,7 @@ def _models(args):
     dataset = load_dataset("simulator", rows=args.rows, seed=args.seed)
     split = split_dataset(dataset, seed=args.seed)
     for name in MODELS:
-        config = TrainConfig(model=name, rows=args.rows, seed=args.seed, depth=args.depth,
+        config = ExperimentConfig.from_flat(model=name, rows=args.rows, seed=args.seed, depth=args.depth,
                              epochs=args.epochs)
         run = train(config, None, dataset=dataset, split=split, verbose=0)
         out[name] = (run.model, split.test)

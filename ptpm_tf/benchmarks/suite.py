@@ -1,5 +1,5 @@
 """``ptpm-tf benchmark``: every model over a dataset for several seeds, the paper's tables
-and figures (DESIGN.md section 8; paper Tables 2-3, Figs. 6-8).
+and figures (docs/design.md section 8; paper Tables 2-3, Figs. 6-8).
 
 **Runs.** A run is one (dataset, variant, seed, depth) training through
 :func:`ptpm_tf.training.train` -- the one training loop; a variant is a model name plus head
@@ -41,96 +41,57 @@ import numpy as np
 
 from ptpm_tf import atomic_io
 from ptpm_tf import metrics as M
-from ptpm_tf.heads import PRESETS
 from ptpm_tf.benchmarks.stats import paired_t_test
-
-#: variant name -> (model name of ``MODELS``, head overrides). Every variant is built on
-#: the ``paper`` preset, so the paper's names keep the paper's definitions; ``*-ratio``
-#: are the same models with the tree over watch time / duration, ``*-best`` the ``best``
-#: preset (the default of ``ptpm-tf train``).
-VARIANTS: Dict[str, Tuple[str, Dict[str, Any]]] = {
-    "mse": ("mse", {}), "wlr": ("wlr", {}), "d2q": ("d2q", {}), "or": ("or", {}),
-    "dml": ("dml", {}), "cread": ("cread", {}), "tpm": ("tpm", {}), "ptpm": ("ptpm", {}),
-    "ptpm-no-tsl": ("ptpm", {"tsl": False}), "ptpm-no-ucl": ("ptpm", {"ucl": False}),
-    # PTPM settings searched for a TSL/UCL that pays (DESIGN.md section 2); compare them on
-    # the validation columns of their table, never on test.
-    "tpm-mean-leaves": ("ptpm", {"tsl": False, "ucl": False}),
-    "ptpm-batch-reward": ("ptpm", {"reward": "batch"}),
-    "ptpm-raw-advantage": ("ptpm", {"advantage_norm": False}),
-    "ptpm-prune-bias0": ("ptpm", {"prune_bias_init": 0.0}),
-    "ptpm-w-tree5": ("ptpm", {"w_tree": 5.0}),
-    "ptpm-warmup": ("ptpm", {"tree_warmup_steps": 300}),
-    "ptpm-ucl-clip2": ("ptpm", {"ucl_self_normalize": False, "ucl_max_weight": 2.0}),
-    "ptpm-ucl-clip8": ("ptpm", {"ucl_self_normalize": False, "ucl_max_weight": 8.0}),
-    "tpm-decode-median": ("tpm", {"decode": "median"}),
-    "ptpm-decode-median": ("ptpm", {"decode": "median"}),
-    "tpm-ratio": ("tpm", {"label_space": "ratio"}),
-    "ptpm-ratio": ("ptpm", {"label_space": "ratio"}),
-    "tpm-ratio-mean-leaves": ("tpm", {"label_space": "ratio", "leaf_values": "mean"}),
-    "ptpm-ratio-no-tsl": ("ptpm", {"label_space": "ratio", "tsl": False}),
-    "ptpm-ratio-no-ucl": ("ptpm", {"label_space": "ratio", "ucl": False}),
-    "tpm-best": ("tpm", PRESETS["best"]["tpm"]),
-    "ptpm-best": ("ptpm", PRESETS["best"]["ptpm"]),
-}
-SETTINGS_ORDER = ("ptpm", "ptpm-no-tsl", "ptpm-no-ucl", "tpm", "tpm-mean-leaves", "ptpm-batch-reward",
-                  "ptpm-raw-advantage", "ptpm-prune-bias0", "ptpm-w-tree5", "ptpm-warmup",
-                  "ptpm-ucl-clip2", "ptpm-ucl-clip8", "tpm-decode-median", "ptpm-decode-median")
-TABLE2_ORDER = ("mse", "wlr", "d2q", "or", "dml", "cread", "tpm", "ptpm")
-#: Table 2's rows: the tree models also decoded by their other decoder (issue 7), from the
-#: same runs (``<variant>-median`` when the run served the mean, ``-mean`` otherwise)
-TABLE2_ROWS = ("mse", "wlr", "d2q", "or", "dml", "cread", "tpm", "tpm-median", "tpm-mean",
-               "ptpm", "ptpm-median", "ptpm-mean", "tpm-ratio", "tpm-ratio-median",
-               "ptpm-ratio", "ptpm-ratio-median", "tpm-best", "tpm-best-mean", "ptpm-best",
-               "ptpm-best-mean")
-#: the tree models' rows compared with the duration-aware baselines (``BASELINES_TO_BEAT``)
-TREE_ROWS = tuple(v for v in TABLE2_ROWS if "tpm" in v)
-BASELINES_TO_BEAT = ("dml", "d2q")
-TABLE3_ORDER = ("ptpm", "ptpm-no-tsl", "ptpm-no-ucl", "tpm")
-LABELS = {"mse": "MSE", "wlr": "WLR", "d2q": "D2Q", "or": "OR", "dml": "DML",
-          "cread": "CREAD", "tpm": "TPM", "ptpm": "PTPM", "ptpm-no-tsl": "PTPM w/o TSL",
-          "ptpm-no-ucl": "PTPM w/o UCL", "oracle": "oracle",
-          "tpm-median": "TPM, median decoder", "ptpm-median": "PTPM, median decoder",
-          "tpm-mean": "TPM, mean decoder", "ptpm-mean": "PTPM, mean decoder",
-          "tpm-ratio": "TPM, ratio tree, mean decoder",
-          "tpm-ratio-median": "TPM, ratio tree, median decoder",
-          "ptpm-ratio": "PTPM, ratio tree, mean decoder",
-          "ptpm-ratio-median": "PTPM, ratio tree, median decoder",
-          "tpm-best": "TPM, best preset (ratio, median)",
-          "tpm-best-mean": "TPM, best preset, mean decoder",
-          "ptpm-best": "PTPM, best preset (ratio, median)",
-          "ptpm-best-mean": "PTPM, best preset, mean decoder"}
-DEFAULT_MODELS = TABLE2_ORDER
-CURVE_VARIANTS = ("ptpm", "tpm")
+from ptpm_tf.config import DataConfig, TrainingConfig
+from ptpm_tf.settings import same_as, setting, validate
+from ptpm_tf.benchmarks.variants import (ABLATIONS, BASELINES_TO_BEAT, CURVE_VARIANTS,
+                                         DEFAULT_MODELS, FOCUS, LABELS, SETTINGS_ORDER,
+                                         SWEEP_VARIANTS, TABLE2_ORDER, TABLE2_ROWS,
+                                         TABLE3_ORDER, TREE_ROWS, VARIANTS)
 
 
 @dataclasses.dataclass
 class BenchmarkConfig:
-    dataset: str = "simulator"
-    data_dir: Optional[str] = None
-    spec: Optional[str] = None
-    rows: Optional[int] = None
-    models: Sequence[str] = DEFAULT_MODELS
-    seeds: int = 3
-    depth: int = 6
-    depths: Sequence[int] = (2, 3, 4, 5, 6, 7, 8)
-    depth_seeds: int = 1
-    epochs: int = 8
-    batch_size: int = 1024
-    learning_rate: float = 2e-3
-    patience: int = 2
-    ablations: bool = True
-    curve_points_per_epoch: int = 4
-    curve_rows: int = 20_000
-    cread_grid: Optional[Sequence[float]] = None
+    """What ``ptpm-tf benchmark`` runs (its flags are generated from these fields; the data
+    and training settings are the training run's, ``ptpm_tf.config``)."""
+
+    dataset: str = same_as(DataConfig, "dataset")
+    data_dir: Optional[str] = same_as(DataConfig, "data_dir")
+    spec: Optional[str] = same_as(DataConfig, "spec")
+    rows: Optional[int] = same_as(DataConfig, "rows")
+    strict: bool = same_as(DataConfig, "strict")
+    models: tuple = setting(DEFAULT_MODELS, "comma-separated models and variants (default: "
+                                            "the eight of Table 2)")
+    seeds: int = setting(3, "seeds 0..K-1 (data draw, split, init)", low=1)
+    depth: int = setting(6, "global tree depth of the main tables", low=1)
+    depths: tuple = setting((2, 3, 4, 5, 6, 7, 8), "global depths of the Fig. 8 sweep (PTPM "
+                                                   "and w/o TSL); 'none' skips it")
+    depth_seeds: int = setting(1, "seeds of the depth sweep", low=1)
+    epochs: int = same_as(TrainingConfig, "epochs", default=8)
+    batch_size: int = same_as(TrainingConfig, "batch_size")
+    learning_rate: float = same_as(TrainingConfig, "learning_rate")
+    patience: int = same_as(TrainingConfig, "patience")
+    ablations: bool = setting(True, "Table 3's PTPM w/o TSL and w/o UCL runs")
+    curve_points_per_epoch: int = setting(4, "validation points per epoch of the Fig. 6 "
+                                             "training curves", low=0, flag="--curve-points")
+    curve_rows: int = setting(20_000, "validation rows the Fig. 6 curves are scored on", low=1)
+    selection_values: Optional[tuple] = setting(
+        None, "values of a model's setting chosen on validation (CREAD's a; default: the "
+              "head's own grid, 0,2,5)", flag="--cread-grid")
     tower: Dict[str, Any] = dataclasses.field(default_factory=dict)
-    out: str = "results/benchmark"
+    out: str = setting("results/benchmark", "results folder; an interrupted benchmark "
+                                             "resumes from it")
+
+    def data_config(self) -> DataConfig:
+        """The :class:`ptpm_tf.config.DataConfig` every run of the benchmark reads."""
+        return DataConfig(dataset=self.dataset, data_dir=self.data_dir, spec=self.spec,
+                          rows=self.rows, strict=self.strict)
 
     def __post_init__(self):
+        validate(self)
         unknown = [m for m in self.models if m not in VARIANTS]
         if unknown:
             raise ValueError(f"unknown model(s) {unknown}; choose from {', '.join(VARIANTS)}")
-        if self.seeds < 1:
-            raise ValueError(f"--seeds must be >= 1, got {self.seeds}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,27 +125,26 @@ class RunSpec:
 
 def plan(config: BenchmarkConfig) -> List[RunSpec]:
     """Every run the benchmark needs, grouped by seed (one data load per seed)."""
-    from ptpm_tf.heads import MODELS
+    from ptpm_tf.selection import selection_grid
     variants = list(dict.fromkeys(config.models))
-    if config.ablations and "ptpm" in variants:
-        variants += [v for v in ("ptpm-no-tsl", "ptpm-no-ucl", "tpm") if v not in variants]
+    if config.ablations and FOCUS in variants:
+        variants += [v for v in ABLATIONS if v not in variants]
     specs: List[RunSpec] = []
     for seed in range(config.seeds):
         for v in variants:
-            grid = getattr(MODELS[VARIANTS[v][0]][0], "selection_grid", None)
+            grid = selection_grid(VARIANTS[v][0])
             if grid:
                 (key, values), = grid.items()
-                values = config.cread_grid if (config.cread_grid and key == "a") else values
+                values = config.selection_values or values
                 specs += [RunSpec(config.dataset, v, seed, config.depth, ((key, float(x)),))
                           for x in values]
             else:
                 specs.append(RunSpec(config.dataset, v, seed, config.depth))
-    if "ptpm" in config.models:
+    if FOCUS in config.models:
         for seed in range(min(config.depth_seeds, config.seeds) if config.depths else 0):
             for d in config.depths:
                 if d != config.depth:
-                    specs += [RunSpec(config.dataset, v, seed, int(d))
-                              for v in ("ptpm", "ptpm-no-tsl")]
+                    specs += [RunSpec(config.dataset, v, seed, int(d)) for v in SWEEP_VARIANTS]
     return sorted(specs, key=lambda s: s.seed)  # stable: keeps the order within a seed
 
 
@@ -264,11 +224,8 @@ class _DataCache:
 
     def get(self, seed: int):
         if self.key != seed:
-            from ptpm_tf.data.registry import load_dataset
-            from ptpm_tf.data.splits import split_dataset
-            c = self.config
-            ds = load_dataset(c.dataset, data_dir=c.data_dir, spec=c.spec, rows=c.rows, seed=seed)
-            self.key, self.value = seed, (ds, split_dataset(ds, seed=seed))
+            from ptpm_tf.data.registry import load_and_split
+            self.key, self.value = seed, load_and_split(self.config.data_config(), seed)
         return self.value
 
 
@@ -277,14 +234,19 @@ def execute(spec: RunSpec, config: BenchmarkConfig, cache: _DataCache) -> Dict[s
     import warnings
 
     from ptpm_tf.evaluate import evaluate_frame
-    from ptpm_tf.training import TrainConfig, train
+    from ptpm_tf.config import ExperimentConfig, TowerConfig, TrainingConfig
+    from ptpm_tf.heads import head_fields
+    from ptpm_tf.training import train
     dataset, split = cache.get(spec.seed)
-    tc = TrainConfig(model=spec.model, preset="paper", dataset=config.dataset,
-                     data_dir=config.data_dir,
-                     spec=config.spec, rows=config.rows, seed=spec.seed, depth=spec.depth,
-                     epochs=config.epochs, batch_size=config.batch_size,
-                     learning_rate=config.learning_rate, patience=config.patience,
-                     head=spec.overrides, tower=dict(config.tower))
+    head = dict(spec.overrides)
+    if "depth" in head_fields(spec.model):  # the depth of the tables and of the sweep
+        head["depth"] = spec.depth
+    tc = ExperimentConfig(
+        model=spec.model, preset="paper", seed=spec.seed, data=config.data_config(),
+        tower=TowerConfig(**config.tower),
+        training=TrainingConfig(epochs=config.epochs, batch_size=config.batch_size,
+                                learning_rate=config.learning_rate, patience=config.patience),
+        head=head)
     callbacks = []
     if spec.variant in CURVE_VARIANTS and spec.depth == config.depth \
             and config.curve_points_per_epoch > 0:
@@ -386,21 +348,26 @@ def load_records(out: Path) -> List[Dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(Path(out).glob("runs/*/*.json"))]
 
 
-def _select_cread(records: List[Dict[str, Any]]) -> Tuple[List[Dict[str, Any]], Dict]:
-    """Replace the CREAD grid by the run with the best validation MAE per (dataset, seed,
-    depth); return the kept records and the selection log."""
+def _select_on_validation(records: List[Dict[str, Any]]) -> Tuple[List[Dict[str, Any]], Dict]:
+    """Replace the runs of a model's selection grid (CREAD's ``a``) by the one that
+    :func:`ptpm_tf.selection.selection_score` ranks first on the validation split, per
+    (dataset, variant, seed, depth); return the kept records and the selection log."""
+    from ptpm_tf.selection import selection_grid, selection_score
     keep, groups, selection = [], {}, {}
     for r in records:
-        if r["variant"] == "cread":
-            groups.setdefault((r["dataset"], r["seed"], r["depth"]), []).append(r)
+        if selection_grid(r["model"]):
+            groups.setdefault((r["dataset"], r["variant"], r["seed"], r["depth"]), []).append(r)
         else:
             keep.append(r)
-    for (ds, seed, depth), rs in sorted(groups.items()):
-        best = min(rs, key=lambda r: (r["validation"]["mae"], -r["validation"]["xauc"]))
+    for (ds, variant, seed, depth), rs in sorted(groups.items()):
+        (key, _), = selection_grid(rs[0]["model"]).items()
+        best = min(rs, key=lambda r: selection_score(r["validation"]["mae"],
+                                                     r["validation"]["xauc"]))
         keep.append(best)
         selection.setdefault(ds, []).append({
-            "seed": seed, "depth": depth, "chosen_a": best["head"].get("a"),
-            "candidates": [{"a": r["head"].get("a"), "val_mae": r["validation"]["mae"],
+            "variant": variant, "seed": seed, "depth": depth, "setting": key,
+            "chosen": best["head"].get(key),
+            "candidates": [{key: r["head"].get(key), "val_mae": r["validation"]["mae"],
                             "val_xauc": r["validation"]["xauc"]} for r in rs]})
     return keep, selection
 
@@ -413,10 +380,10 @@ def _mean_std(xs: Sequence[float]) -> Dict[str, float]:
 
 def summarize(out: Path, config: Optional[BenchmarkConfig] = None) -> Dict[str, Any]:
     """Aggregate every run JSON in ``out`` into the results dictionary."""
-    records, selection = _select_cread(load_records(out))
+    records, selection = _select_on_validation(load_records(out))
     main_depth = config.depth if config is not None else 6
     datasets = sorted({r["dataset"] for r in records})
-    res: Dict[str, Any] = {"datasets": {}, "cread_selection": selection,
+    res: Dict[str, Any] = {"datasets": {}, "selection": selection,
                            "config": dataclasses.asdict(config) if config else None}
     for ds in datasets:
         rs = [r for r in records if r["dataset"] == ds]
@@ -462,11 +429,10 @@ def summarize(out: Path, config: Optional[BenchmarkConfig] = None) -> Dict[str, 
                       "xauc": _mean_std([per_seed[s][1] for s in seeds]), "seeds": seeds}
         depth_rows: Dict[str, Dict[int, Any]] = {}
         # the sweep compares depths on the same seeds (those run at the other depths)
-        sweep_seeds = {r["seed"] for r in rs if r["variant"] in ("ptpm", "ptpm-no-tsl")
+        sweep_seeds = {r["seed"] for r in rs if r["variant"] in SWEEP_VARIANTS
                        and r["depth"] != main_depth}
         for r in rs:
-            if r["variant"] in ("ptpm", "ptpm-no-tsl") and (not sweep_seeds
-                                                           or r["seed"] in sweep_seeds):
+            if r["variant"] in SWEEP_VARIANTS and (not sweep_seeds or r["seed"] in sweep_seeds):
                 depth_rows.setdefault(r["variant"], {}).setdefault(r["depth"], []).append(r)
         depth = {v: {int(d): {"mae": _mean_std([r["test"]["mae"] for r in rr]),
                               "xauc": _mean_std([r["test"]["xauc"] for r in rr]),
@@ -545,22 +511,22 @@ def _tree_against_baselines(models: Dict[str, Any], oracle: Optional[Dict[str, A
 
 
 def _significance(models: Dict[str, Any], order: Sequence[str]) -> Dict[str, Any]:
-    """PTPM against the runner-up (best other model by mean) per metric: paired t-test
-    over the seeds both have."""
+    """``FOCUS`` (PTPM) against the runner-up (best other model by mean) per metric:
+    paired t-test over the seeds both have."""
     out = {}
-    if "ptpm" not in models:
+    if FOCUS not in models:
         return out
     for metric, sign in (("mae", -1.0), ("xauc", 1.0)):
-        others = [v for v in order if v in models and v != "ptpm" and metric in models[v]]
-        if not others or metric not in models["ptpm"]:
+        others = [v for v in order if v in models and v != FOCUS and metric in models[v]]
+        if not others or metric not in models[FOCUS]:
             continue
         runner = max(others, key=lambda v: sign * models[v][metric]["mean"])
-        p_seeds = dict(zip(models["ptpm"]["seeds"], models["ptpm"][metric]["per_seed"]))
+        p_seeds = dict(zip(models[FOCUS]["seeds"], models[FOCUS][metric]["per_seed"]))
         r_seeds = dict(zip(models[runner]["seeds"], models[runner][metric]["per_seed"]))
         common = sorted(set(p_seeds) & set(r_seeds))
         test = paired_t_test([sign * p_seeds[s] for s in common],
                              [sign * r_seeds[s] for s in common])
-        ptpm_best = sign * models["ptpm"][metric]["mean"] >= sign * models[runner][metric]["mean"]
+        ptpm_best = sign * models[FOCUS][metric]["mean"] >= sign * models[runner][metric]["mean"]
         out[metric] = {"runner_up": runner, "n_seeds": test.n, "gain": test.mean_diff,
                        "t": test.t, "p_two_sided": test.p_two_sided,
                        "p_one_sided": test.p_one_sided, "ptpm_best": bool(ptpm_best),
@@ -603,7 +569,7 @@ def _table(results: Dict[str, Any], order: Sequence[str], title: str, star: bool
             sig = results["datasets"][d]["significance"]["table2" if star else "table3"]
             for metric, digits in (("mae", 3), ("xauc", 4)):
                 stat = ms.get(v, {}).get(metric)
-                mark = "*" if (star and v == "ptpm" and sig.get(metric, {}).get("significant")) else ""
+                mark = "*" if (star and v == FOCUS and sig.get(metric, {}).get("significant")) else ""
                 cells.append(_cell(stat, digits, best[d, metric] == v, mark))
         lines.append(f"| {LABELS.get(v, v)} | " + " | ".join(cells) + " |")
     if any(results["datasets"][d]["oracle"] for d in datasets):
@@ -693,11 +659,13 @@ def render_tables(results: Dict[str, Any]) -> str:
                 f"gain {s['gain']:+.4f}, t = {s['t']:.2f}, p = {s['p_two_sided']:.3g}, "
                 f"n = {s['n_seeds']}" + ("" if s["ptpm_best"] else " (PTPM not best)")
                 for m, s in sig.items()), ""]
-    for d, sel in results.get("cread_selection", {}).items():
-        chosen = ", ".join(f"seed {s['seed']}: a = {s['chosen_a']:g}" for s in sel
-                           if s["depth"] == (cfg.get("depth") or 6))
-        if chosen:
-            lines += [f"CREAD's a chosen on the validation split ({d}): {chosen}.", ""]
+    for d, sel in results.get("selection", {}).items():
+        main = [s for s in sel if s["depth"] == (cfg.get("depth") or 6)]
+        for variant in dict.fromkeys(s["variant"] for s in main):
+            chosen = ", ".join(f"seed {s['seed']}: {s['setting']} = {s['chosen']:g}"
+                               for s in main if s["variant"] == variant)
+            lines += [f"{LABELS.get(variant, variant)}'s setting chosen on the validation "
+                      f"split ({d}): {chosen}.", ""]
     for d, r in results["datasets"].items():
         ms = r["models"]
         order = [v for v in (*TABLE2_ORDER, "ptpm-no-tsl", "ptpm-no-ucl") if v in ms]
@@ -720,8 +688,7 @@ def render_tables(results: Dict[str, Any]) -> str:
                       "|---|---|---|---|---|---|"]
             depths = sorted({int(k) for v in sweep.values() for k in v})
             for dd in depths:
-                p = sweep.get("ptpm", {}).get(dd)
-                q = sweep.get("ptpm-no-tsl", {}).get(dd)
+                p, q = (sweep.get(v, {}).get(dd) for v in SWEEP_VARIANTS)
                 f = lambda s, k, n: f"{s[k]['mean']:.{n}f}" if s else "-"
                 lines.append(f"| {dd} | {f(p, 'mae', 3)} | {f(p, 'xauc', 4)} | "
                              f"{f(p, 'avg_tree_depth', 2)} | {f(q, 'mae', 3)} | {f(q, 'xauc', 4)} |")

@@ -23,12 +23,13 @@ from typing import Dict, List, Sequence
 
 import tensorflow as tf
 
-from ptpm_tf.benchmarks.suite import VARIANTS
+from ptpm_tf.benchmarks.variants import VARIANTS
 from ptpm_tf.data.pipeline import make_tf_dataset
 from ptpm_tf.data.registry import load_dataset
 from ptpm_tf.data.splits import split_dataset
 from ptpm_tf.features import FeatureEncoder
-from ptpm_tf.training import TrainConfig, build_model
+from ptpm_tf.config import ExperimentConfig
+from ptpm_tf.training import build_model
 
 
 class _EpochTimer(tf.keras.callbacks.Callback):
@@ -56,8 +57,9 @@ def measure(models: Sequence[str], rows: int, depth: int, batch_size: int, repea
         if name not in VARIANTS:
             raise ValueError(f"unknown model {name!r}; choose from {', '.join(VARIANTS)}")
         model_name, overrides = VARIANTS[name]
-        model = build_model(TrainConfig(model=model_name, preset="paper", head=overrides,
-                                        depth=depth, seed=seed), encoder)
+        config = ExperimentConfig.from_flat(model=model_name, preset="paper", head=overrides,
+                                            depth=depth, seed=seed)
+        model = build_model(config, encoder)
         targets = model.head.adapt(train)
         ds = make_tf_dataset(features, targets, batch_size=batch_size, shuffle=True, seed=seed)
         model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))

@@ -1,4 +1,4 @@
-"""The canonical dataset every loader returns (DESIGN.md section 5).
+"""The canonical dataset every loader returns (docs/design.md section 5).
 
 A :class:`Dataset` is one pandas frame of canonical rows plus the names of its feature
 columns. Canonical columns:

@@ -16,11 +16,6 @@ import pandas as pd
 from ptpm_tf.data.dataset import LoadReport
 
 
-def missing_value(values):
-    """The stand-in for a missing categorical value of this column's type."""
-    return -1 if pd.api.types.is_integer_dtype(getattr(values, "dtype", object)) else ""
-
-
 def join_features(frame: pd.DataFrame, table: pd.DataFrame, *, key: str, frame_key: str,
                   categorical: Sequence[str], numeric: Sequence[str], report: LoadReport,
                   what: str) -> Tuple[List[str], List[str]]:

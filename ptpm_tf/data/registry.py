@@ -1,10 +1,11 @@
-"""Name -> loader, the one place the CLI asks for a dataset."""
+"""Name -> loader, the one place every command gets its dataset (and its split)."""
 from __future__ import annotations
 
 import numbers
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 from ptpm_tf.data.dataset import Dataset, DataError
+from ptpm_tf.data.splits import Split, split_dataset
 
 DATASETS = ("simulator", "kuairec", "kuairand", "wechat21", "cikm16", "csv")
 
@@ -45,3 +46,16 @@ def _loaders() -> Dict[str, Callable[..., Dataset]]:
 
     return {"simulator": sim, "kuairec": kuairec.load, "kuairand": kuairand.load,
             "wechat21": wechat21.load, "cikm16": cikm16.load, "csv": spec_file.load}
+
+
+def load(data, seed: int = 0) -> Dataset:
+    """The dataset a :class:`ptpm_tf.config.DataConfig` names (``strict`` honoured)."""
+    return load_dataset(data.dataset, data_dir=data.data_dir, spec=data.spec, rows=data.rows,
+                        seed=seed, strict=data.strict)
+
+
+def load_and_split(data, seed: int = 0) -> Tuple[Dataset, Split]:
+    """:func:`load`, then the split ``data.split`` with ``seed`` (by time when the data
+    has a timestamp): the one way every command gets its data."""
+    dataset = load(data, seed)
+    return dataset, split_dataset(dataset, data.split, seed=seed)

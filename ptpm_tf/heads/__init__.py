@@ -1,64 +1,100 @@
-"""Output heads: each owns its outputs, loss and decoding (see :class:`Head`).
+"""Output heads: each owns its outputs, loss and decoding (see :class:`~ptpm_tf.heads.base.Head`).
 
-``MODELS`` maps a model name of the CLI to the head that implements it and that head's
-settings; every model shares the tower.
+``MODELS`` maps a model name of the CLI to the head that implements it, that head
+family's settings (a frozen dataclass holding the defaults) and the settings that define
+the model within the family; every model shares the tower. A head's settings resolve in
+this order: the family's defaults, the model's defining settings, the preset's
+(``ptpm_tf.config.PRESETS``), then the ones given explicitly (:func:`head_config`).
+
+This module does not import TensorFlow (the command line reads the settings before it
+loads TensorFlow): a head class is imported when it is first built (:func:`head_class`,
+or ``ptpm_tf.heads.TreeHead`` and the like).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Tuple
+import importlib
+from typing import Any, Dict, NamedTuple, Tuple
 
-from ptpm_tf.heads.base import Head
-from ptpm_tf.heads.ordinal import CreadHead, OrdinalHead
-from ptpm_tf.heads.quantile import D2QHead, DMLHead
-from ptpm_tf.heads.regression import RegressionHead
-from ptpm_tf.heads.tree import TreeHead
-from ptpm_tf.heads.wlr import WLRHead
+from ptpm_tf.heads.configs import DMLConfig, DurationGroupConfig, OrdinalConfig, WLRConfig
+from ptpm_tf.heads.tree.config import TreeConfig
+from ptpm_tf.settings import ConfigError, NoSettings
 
-#: model name -> (head class, keyword arguments that define the model)
-MODELS: Dict[str, Tuple[Callable[..., Head], Dict[str, Any]]] = {
-    "ptpm": (TreeHead, {"tsl": True, "ucl": True, "leaf_values": "mean"}),
-    "tpm": (TreeHead, {"tsl": False, "ucl": False, "leaf_values": "midpoint"}),
-    # baselines of paper section 5.1.2 (DESIGN.md section 3), same tower, own head
-    "mse": (RegressionHead, {}),
-    "wlr": (WLRHead, {}),
-    "d2q": (D2QHead, {}),
-    "dml": (DMLHead, {}),
-    "or": (OrdinalHead, {"a": 0.0, "w_restore": 0.0, "w_ordinal": 0.0}),
-    "cread": (CreadHead, {}),
+
+class ModelSpec(NamedTuple):
+    """A model: its head class (``module:Class``), the head family's settings class and
+    the settings that define the model within the family."""
+
+    head: str
+    config: type
+    settings: Dict[str, Any]
+
+
+#: model name -> its :class:`ModelSpec`
+MODELS: Dict[str, ModelSpec] = {
+    "ptpm": ModelSpec("ptpm_tf.heads.tree.head:TreeHead", TreeConfig, {}),
+    "tpm": ModelSpec("ptpm_tf.heads.tree.head:TreeHead", TreeConfig,
+                     {"tsl": False, "ucl": False, "leaf_values": "midpoint"}),
+    # baselines of paper section 5.1.2 (docs/design.md section 3), same tower, own head
+    "mse": ModelSpec("ptpm_tf.heads.regression:RegressionHead", NoSettings, {}),
+    "wlr": ModelSpec("ptpm_tf.heads.wlr:WLRHead", WLRConfig, {}),
+    "d2q": ModelSpec("ptpm_tf.heads.quantile:D2QHead", DurationGroupConfig, {}),
+    "dml": ModelSpec("ptpm_tf.heads.quantile:DMLHead", DMLConfig, {}),
+    "or": ModelSpec("ptpm_tf.heads.ordinal:OrdinalHead", OrdinalConfig, {}),
+    "cread": ModelSpec("ptpm_tf.heads.ordinal:CreadHead", OrdinalConfig,
+                       {"a": 2.0, "w_restore": 1.0, "w_ordinal": 1.0}),
 }
 
-
-#: named sets of head settings laid over ``MODELS``' defining settings, per model.
-#: ``paper``: the paper's definitions (a tree over seconds, decoded by its mean, Eq. 2), so
-#: tables compare with the paper. ``best``: what won on the validation split in
-#: BENCHMARKS.md (a tree over watch time / duration, decoded by its median); the default.
-PRESETS: Dict[str, Dict[str, Dict[str, Any]]] = {
-    "paper": {},
-    "best": {"ptpm": {"label_space": "ratio", "decode": "median"},
-             "tpm": {"label_space": "ratio", "decode": "median"}},
-}
-DEFAULT_PRESET = "best"
+#: the head classes by name, imported on first use (``from ptpm_tf.heads import TreeHead``)
+HEAD_CLASSES = {"Head": "ptpm_tf.heads.base:Head",
+                **{spec.head.rsplit(":", 1)[1]: spec.head for spec in MODELS.values()}}
 
 
-def head_settings(model: str, preset: str = DEFAULT_PRESET, **overrides) -> Dict[str, Any]:
-    """The settings ``model``'s head is built with: its defining settings, the preset's,
-    then ``overrides``."""
+def _spec(model: str) -> ModelSpec:
     if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(sorted(MODELS))}")
+        raise ConfigError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[model]
+
+
+def head_class(model: str):
+    """The head class of ``model`` (imports it, and TensorFlow)."""
+    module, name = _spec(model).head.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def head_fields(model: str) -> Tuple[str, ...]:
+    """The names of ``model``'s head settings."""
+    import dataclasses
+    return tuple(f.name for f in dataclasses.fields(_spec(model).config))
+
+
+def head_config(model: str, preset: str = None, **overrides):
+    """The settings ``model``'s head is built with (its family's settings class): the
+    family's defaults, the model's defining settings, the preset's (default: the default
+    preset), then ``overrides``. A setting the family does not have is a
+    :class:`ConfigError`."""
+    from ptpm_tf.config import DEFAULT_PRESET, PRESETS
+    preset = DEFAULT_PRESET if preset is None else preset
+    spec, names = _spec(model), head_fields(model)
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    return {**MODELS[model][1], **PRESETS[preset].get(model, {}), **overrides}
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        have = f"its settings: {', '.join(names)}" if names else "it has no settings"
+        raise ConfigError(f"model {model!r} has no setting {', '.join(unknown)} ({have})")
+    return spec.config(**{**spec.settings, **PRESETS[preset].get(model, {}), **overrides})
 
 
-def build_head(model: str, preset: str = DEFAULT_PRESET, **overrides) -> Head:
-    """The head of ``model`` with :func:`head_settings`."""
-    settings = head_settings(model, preset, **overrides)
-    try:
-        return MODELS[model][0](**settings)
-    except TypeError as err:  # a setting of another model (e.g. --no-tsl on mse)
-        raise ValueError(f"model {model!r} does not take these settings: {err}") from None
+def build_head(model: str, config=None, seed: int = 0):
+    """The head of ``model`` built with ``config`` (default: :func:`head_config`)."""
+    return head_class(model)(head_config(model) if config is None else config, seed=seed)
 
 
-__all__ = ["Head", "TreeHead", "RegressionHead", "WLRHead", "D2QHead", "DMLHead",
-           "OrdinalHead", "CreadHead", "MODELS", "PRESETS", "DEFAULT_PRESET",
-           "head_settings", "build_head"]
+def __getattr__(name):
+    if name in HEAD_CLASSES:
+        module, cls = HEAD_CLASSES[name].split(":")
+        return getattr(importlib.import_module(module), cls)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["MODELS", "ModelSpec", "HEAD_CLASSES", "head_class", "head_fields", "head_config",
+           "build_head", *HEAD_CLASSES]

@@ -1,5 +1,5 @@
 """Ordinal regression (OR) and CREAD: K threshold classifiers ``P(y > t_k | x)``
-(paper section 5.1.2, refs. [6] and [12]; DESIGN.md section 3).
+(paper section 5.1.2, refs. [6] and [12]; docs/design.md section 3).
 
 Both heads have one logit per threshold, ``p_k = sigmoid(z_k) = P(y > t_k | x)``, and
 restore the watch time as ``E[y] = int_0^inf P(y > t) dt`` by the trapezoid rule on the
@@ -36,7 +36,7 @@ finely.
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 import pandas as pd
@@ -44,6 +44,7 @@ import tensorflow as tf
 
 from ptpm_tf.data.dataset import LABEL
 from ptpm_tf.heads.base import Head, prior_logit, set_output_bias
+from ptpm_tf.heads.configs import OrdinalConfig
 
 
 def gamma_levels(n_thresholds: int, a: float) -> np.ndarray:
@@ -80,33 +81,21 @@ def ordinal_weights(thresholds, excess: float = 0.0) -> tuple:
     return 0.5 * w[0], coef
 
 
-def ordinal_decode(p_exceed, thresholds, excess: float = 0.0):
-    """NumPy decoder (module doc) over the last axis of ``p_exceed``."""
-    const, coef = ordinal_weights(thresholds, excess)
-    return const + np.asarray(p_exceed, np.float64) @ coef
-
-
 class OrdinalHead(Head):
     """``K`` threshold classifiers and the ordinal decoder (model ``or``; CREAD subclasses).
 
-    Args:
-      n_thresholds: ``K``.
-      a: shape of ``gamma_a`` (0 = equal-frequency thresholds).
-      w_restore: weight of the restoration loss (0 for OR).
-      w_ordinal: weight of the ordinal prior (0 for OR).
-      seed: accepted for a uniform head interface.
+    Settings: :class:`OrdinalConfig` (its defaults are OR's; CREAD's are in
+    ``ptpm_tf.heads.MODELS``).
     """
 
+    Config = OrdinalConfig
     loss_names = ("bce", "restore", "ordinal")
     output_names = ("exceed_prob",)
 
-    def __init__(self, n_thresholds: int = 63, a: float = 0.0, w_restore: float = 0.0,
-                 w_ordinal: float = 0.0, seed: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        if n_thresholds < 1:
-            raise ValueError(f"n_thresholds must be >= 1, got {n_thresholds}")
-        self.n_thresholds, self.a = int(n_thresholds), float(a)
-        self.w_restore, self.w_ordinal, self.seed = w_restore, w_ordinal, seed
+    def __init__(self, config: Optional[OrdinalConfig] = None, seed: int = 0, **kwargs):
+        super().__init__(config, seed, **kwargs)
+        self.n_thresholds, self.a = self.config.n_thresholds, self.config.a
+        self.w_restore, self.w_ordinal = self.config.w_restore, self.config.w_ordinal
         self.out = tf.keras.layers.Dense(self.n_thresholds, name="threshold_logits")
         self.thresholds = self.add_weight(name="thresholds", shape=[self.n_thresholds],
                                           trainable=False, initializer="zeros", dtype=tf.float32)
@@ -145,7 +134,7 @@ class OrdinalHead(Head):
     def _restore(self, p):
         return self.decode_origin + tf.linalg.matvec(p, self.decode_coef)
 
-    def decode(self, outputs, features=None):
+    def decode(self, outputs, features=None, distribution=False):
         p = tf.sigmoid(outputs["logits"])
         return {"watch_time": self._restore(p), "exceed_prob": p}
 
@@ -162,19 +151,9 @@ class OrdinalHead(Head):
         total = bce + self.w_restore * restore + self.w_ordinal * ordinal
         return total, {"bce": bce, "restore": restore, "ordinal": ordinal}
 
-    def get_config(self):
-        return {**super().get_config(), "n_thresholds": self.n_thresholds, "a": self.a,
-                "w_restore": self.w_restore, "w_ordinal": self.w_ordinal, "seed": self.seed}
-
 
 class CreadHead(OrdinalHead):
     """CREAD: OR with ``gamma_a``-shaped thresholds, restoration loss and ordinal prior
     (model ``cread``). ``selection_grid`` lists the ``a`` tried on the validation split."""
 
-    #: head settings chosen on the validation split (by validation MAE)
     selection_grid = {"a": (0.0, 2.0, 5.0)}
-
-    def __init__(self, n_thresholds: int = 63, a: float = 2.0, w_restore: float = 1.0,
-                 w_ordinal: float = 1.0, seed: int = 0, **kwargs):
-        super().__init__(n_thresholds=n_thresholds, a=a, w_restore=w_restore,
-                         w_ordinal=w_ordinal, seed=seed, **kwargs)

@@ -1,5 +1,5 @@
 """Duration-debiased quantile baselines: D2Q and DML (paper section 5.1.2, refs. [16], [17];
-DESIGN.md section 3).
+docs/design.md section 3).
 
 Both map the label into the **within-duration-group quantile** of D2Q (Zhan et al., KDD
 2022): the training rows are split into ``n_groups`` equal-frequency groups of the item's
@@ -54,6 +54,7 @@ import tensorflow as tf
 
 from ptpm_tf.data.dataset import DURATION, LABEL
 from ptpm_tf.heads.base import Head, prior_logit, set_output_bias
+from ptpm_tf.heads.configs import DMLConfig, DurationGroupConfig
 
 
 @dataclasses.dataclass
@@ -150,9 +151,9 @@ def fit_duration_quantiles(y: np.ndarray, duration: Optional[np.ndarray], n_grou
 class _DurationQuantileHead(Head):
     """Shared machinery: fit/store the groups, label transform, in-graph ``Q_g``."""
 
-    def __init__(self, n_groups: int = 20, n_knots: int = 101, seed: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        self.n_groups, self.n_knots, self.seed = int(n_groups), int(n_knots), seed
+    def __init__(self, config=None, seed: int = 0, **kwargs):
+        super().__init__(config, seed, **kwargs)
+        self.n_groups, self.n_knots = self.config.n_groups, self.config.n_knots
         const = dict(trainable=False, initializer="zeros", dtype=tf.float32)
         self.edges = self.add_weight(name="duration_edges", shape=[max(self.n_groups - 1, 0)],
                                      **const)
@@ -213,30 +214,25 @@ class _DurationQuantileHead(Head):
             group = self.group_of(features)
         return {"watch_time": tf.nn.relu(self.value_at(u_hat, group)), "quantile": u_hat}
 
-    def get_config(self):
-        return {**super().get_config(), "n_groups": self.n_groups, "n_knots": self.n_knots,
-                "seed": self.seed}
-
 
 class D2QHead(_DurationQuantileHead):
     """Duration-deconfounded quantile regression (model ``d2q``).
 
-    Args:
-      n_groups: equal-frequency duration groups.
-      n_knots: knots of each group's quantile function.
+    Settings: :class:`DurationGroupConfig`.
     """
 
+    Config = DurationGroupConfig
     loss_names = ("quantile_mse",)
     output_names = ("quantile",)
 
-    def __init__(self, n_groups: int = 20, n_knots: int = 101, seed: int = 0, **kwargs):
-        super().__init__(n_groups=n_groups, n_knots=n_knots, seed=seed, **kwargs)
+    def __init__(self, config: Optional[DurationGroupConfig] = None, seed: int = 0, **kwargs):
+        super().__init__(config, seed, **kwargs)
         self.out = tf.keras.layers.Dense(1, name="quantile_logit")
 
     def call(self, hidden, training=False):
         return {"logit": self.out(hidden)[:, 0]}
 
-    def decode(self, outputs, features=None):
+    def decode(self, outputs, features=None, distribution=False):
         return self._decode_quantile(tf.sigmoid(outputs["logit"]), features)
 
     def compute_loss(self, outputs, targets, step, training=False):
@@ -251,32 +247,21 @@ def dml_levels(n_thresholds: int, power: float) -> np.ndarray:
     return 1.0 - (1.0 - z) ** power
 
 
-def trapezoid_expectation(p_exceed, taus) -> np.ndarray:
-    """NumPy: ``int_0^1 P(u > t) dt`` by the trapezoid rule over ``0, taus, 1``."""
-    p = np.asarray(p_exceed, np.float64)
-    ones = np.ones(p.shape[:-1] + (1,))
-    s = np.concatenate([ones, p, 0 * ones], axis=-1)
-    grid = np.concatenate([[0.0], np.asarray(taus, np.float64), [1.0]])
-    return 0.5 * (s[..., 1:] + s[..., :-1]) @ np.diff(grid)
-
-
 class DMLHead(_DurationQuantileHead):
     """Debiased multiple-semantics labels on the duration-group quantile (model ``dml``;
     see the module docstring for the reading).
 
-    Args:
-      n_groups, n_knots: as :class:`D2QHead`.
-      n_thresholds: ``K`` binary labels ``1[u > tau_k]``.
-      granularity_power: ``p`` of the coarse-to-fine thresholds (1 = equal steps).
+    Settings: :class:`DMLConfig` (``n_thresholds``: ``K`` binary labels ``1[u > tau_k]``).
     """
 
+    Config = DMLConfig
     loss_names = ("bce",)
     output_names = ("quantile",)
 
-    def __init__(self, n_groups: int = 20, n_knots: int = 101, n_thresholds: int = 16,
-                 granularity_power: float = 2.0, seed: int = 0, **kwargs):
-        super().__init__(n_groups=n_groups, n_knots=n_knots, seed=seed, **kwargs)
-        self.n_thresholds, self.granularity_power = int(n_thresholds), float(granularity_power)
+    def __init__(self, config: Optional[DMLConfig] = None, seed: int = 0, **kwargs):
+        super().__init__(config, seed, **kwargs)
+        self.n_thresholds = self.config.n_thresholds
+        self.granularity_power = self.config.granularity_power
         self.taus = dml_levels(self.n_thresholds, self.granularity_power)
         self.out = tf.keras.layers.Dense(self.n_thresholds, name="semantic_logits")
 
@@ -289,7 +274,7 @@ class DMLHead(_DurationQuantileHead):
     def call(self, hidden, training=False):
         return {"logits": self.out(hidden)}
 
-    def decode(self, outputs, features=None):
+    def decode(self, outputs, features=None, distribution=False):
         p = tf.sigmoid(outputs["logits"])
         b = tf.shape(p)[0]
         s = tf.concat([tf.ones([b, 1]), p, tf.zeros([b, 1])], axis=1)
@@ -304,7 +289,3 @@ class DMLHead(_DurationQuantileHead):
         bce = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
             labels=above, logits=outputs["logits"]))
         return bce, {"bce": bce}
-
-    def get_config(self):
-        return {**super().get_config(), "n_thresholds": self.n_thresholds,
-                "granularity_power": self.granularity_power}

@@ -1,4 +1,4 @@
-"""MSE regression: the plainest baseline (paper section 5.1.2, DESIGN.md section 3).
+"""MSE regression: the plainest baseline (paper section 5.1.2, docs/design.md section 3).
 
 One linear output ``o`` on the shared tower; the prediction is ``mean + scale * o`` with
 ``mean`` and ``scale`` the training labels' mean and standard deviation (stored as
@@ -26,16 +26,14 @@ def label_frame_targets(frame: pd.DataFrame) -> Dict[str, np.ndarray]:
 class RegressionHead(Head):
     """Squared-error regression of the watch time (model name ``mse``).
 
-    Args:
-      seed: accepted for a uniform head interface (nothing here is random).
+    It has no settings.
     """
 
     loss_names = ("mse",)
     output_names = ()
 
-    def __init__(self, seed: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        self.seed = seed
+    def __init__(self, config=None, seed: int = 0, **kwargs):
+        super().__init__(config, seed, **kwargs)
         self.out = tf.keras.layers.Dense(1, name="regression")
         self.label_mean = self.add_weight(name="label_mean", shape=[], trainable=False,
                                           initializer="zeros", dtype=tf.float32)
@@ -57,13 +55,10 @@ class RegressionHead(Head):
     def _raw_prediction(self, outputs):
         return self.label_mean + self.label_scale * outputs["value"]
 
-    def decode(self, outputs, features=None):
+    def decode(self, outputs, features=None, distribution=False):
         return {"watch_time": tf.nn.relu(self._raw_prediction(outputs))}
 
     def compute_loss(self, outputs, targets, step, training=False):
         y = tf.cast(targets[LABEL], tf.float32)
         mse = tf.reduce_mean(tf.square((self._raw_prediction(outputs) - y) / self.label_scale))
         return mse, {"mse": mse}
-
-    def get_config(self):
-        return {**super().get_config(), "seed": self.seed}

@@ -29,32 +29,25 @@ import tensorflow as tf
 
 from ptpm_tf.data.dataset import LABEL
 from ptpm_tf.heads.base import Head
+from ptpm_tf.heads.configs import WLRConfig
 
 
 class WLRHead(Head):
     """Weighted logistic regression; prediction = ``c * exp(logit)`` (model name ``wlr``).
 
-    Args:
-      short_play_quantile: training-label quantile under which (inclusive) a play is a
-        negative.
-      short_play_seconds: fixed threshold in seconds instead (overrides the quantile).
-      max_logit: clip of the logit at decode time (``exp`` overflows otherwise).
-      seed: accepted for a uniform head interface.
+    Settings: :class:`WLRConfig`.
     """
+
+    Config = WLRConfig
 
     loss_names = ("wbce", "positive_rate")
     output_names = ("logit",)
 
-    def __init__(self, short_play_quantile: float = 0.2,
-                 short_play_seconds: Optional[float] = None, max_logit: float = 20.0,
-                 seed: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        if not 0.0 < short_play_quantile < 1.0:
-            raise ValueError(f"short_play_quantile must be in (0, 1), got {short_play_quantile}")
-        self.short_play_quantile = short_play_quantile
-        self.short_play_seconds = short_play_seconds
-        self.max_logit = max_logit
-        self.seed = seed
+    def __init__(self, config: Optional[WLRConfig] = None, seed: int = 0, **kwargs):
+        super().__init__(config, seed, **kwargs)
+        self.short_play_quantile = self.config.short_play_quantile
+        self.short_play_seconds = self.config.short_play_seconds
+        self.max_logit = self.config.max_logit
         self.out = tf.keras.layers.Dense(1, name="wlr_logit")
         const = dict(shape=[], trainable=False, dtype=tf.float32)
         self.threshold = self.add_weight(name="short_play_threshold", initializer="zeros", **const)
@@ -70,11 +63,6 @@ class WLRHead(Head):
         positive = y > threshold
         weight = np.where(positive, y / weight_scale, negative_weight)
         return {"positive": positive.astype(np.float32), "weight": weight.astype(np.float32)}
-
-    @staticmethod
-    def odds_to_watch_time(logit, weight_scale):
-        """The prediction: the odds ``exp(logit)`` times the weight scale (seconds)."""
-        return weight_scale * np.exp(np.asarray(logit, np.float64))
 
     def adapt(self, train: pd.DataFrame) -> Dict[str, np.ndarray]:
         y = train[LABEL].to_numpy(np.float64)
@@ -100,7 +88,7 @@ class WLRHead(Head):
     def call(self, hidden, training=False):
         return {"logit": self.out(hidden)[:, 0]}
 
-    def decode(self, outputs, features=None):
+    def decode(self, outputs, features=None, distribution=False):
         z = tf.clip_by_value(outputs["logit"], -self.max_logit, self.max_logit)
         return {"watch_time": self.weight_scale * tf.exp(z), "logit": outputs["logit"]}
 
@@ -110,8 +98,3 @@ class WLRHead(Head):
         bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=label, logits=outputs["logit"])
         loss = tf.reduce_mean(weight * bce)
         return loss, {"wbce": loss, "positive_rate": tf.reduce_mean(label)}
-
-    def get_config(self):
-        return {**super().get_config(), "short_play_quantile": self.short_play_quantile,
-                "short_play_seconds": self.short_play_seconds, "max_logit": self.max_logit,
-                "seed": self.seed}

@@ -1,4 +1,4 @@
-"""Serving an exported PTPM model over gRPC (DESIGN.md section 6).
+"""Serving an exported PTPM model over gRPC (docs/design.md section 6).
 
 - :mod:`ptpm_tf.serving.client`: a client on ``tensorflow_serving.apis`` (the
   PredictionService and ModelService stubs): model metadata, Predict, Regress, waiting for

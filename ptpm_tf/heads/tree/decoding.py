@@ -2,7 +2,7 @@
 its quantiles (median included) and its survival function ``P(W > t)``, as graph ops.
 
 The tree gives every request a categorical distribution over its leaves; this module turns
-it into a continuous distribution in seconds and decodes it (issue 7; DESIGN.md section 2).
+it into a continuous distribution in seconds and decodes it (issue 7; docs/design.md section 2).
 
 **From a (pruned) tree to the global leaves.** A leaf ``n`` of a pruned tree ``T`` may be an
 internal node of the global tree; its interval is the union of the intervals of the global
@@ -60,16 +60,12 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from ptpm_tf.heads.tree.config import LEAF_KNOTS
 from ptpm_tf.heads.tree.geometry import TreeGeometry
 
-#: the quantile levels the serving signature returns (``quantiles`` output, [B, 5])
-QUANTILE_LEVELS = (0.1, 0.25, 0.5, 0.75, 0.9)
-#: default number of within-leaf interpolation pieces ``K`` (``leaf_knots`` is [L*K+1])
-LEAF_KNOTS = 8
 #: steps ``J`` of the completion probability's recalibration map (``completion_map`` is
 #: its values at ``j / J``, j = 0..J)
 COMPLETION_GRID = 50
-DECODERS = ("mean", "median")
 
 
 # ------------------------------------------------------------------ constants (NumPy)

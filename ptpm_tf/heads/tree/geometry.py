@@ -1,5 +1,5 @@
 """The global tree: its geometry, its discretisation of the label, and Eq. 1-3 for global
-and pruned trees (paper sections 3.2 and 4.1; DESIGN.md section 2).
+and pruned trees (paper sections 3.2 and 4.1; docs/design.md section 2).
 
 Heap indexing: root 0, children of ``n`` are ``2n+1`` (left) and ``2n+2`` (right). For depth
 ``D`` there are ``I = 2^D - 1`` internal nodes (``0..I-1``), ``L = 2^D`` leaves

@@ -1,4 +1,4 @@
-"""The tree head of PTPM and TPM (paper sections 3.2 and 4; DESIGN.md section 2).
+"""The tree head of PTPM and TPM (paper sections 3.2 and 4; docs/design.md section 2).
 
 One logit per internal node (the classifiers, ``q_n = sigmoid(z_n)`` = P(go right)) and,
 with TSL, one logit per non-root internal node (the pruning model, ``pi_n`` = P(prune n)).
@@ -11,9 +11,10 @@ TPM is this head with ``tsl=False, ucl=False, leaf_values='midpoint'``.
 **Label space.** ``label_space='seconds'`` is the paper's tree over the watch time ``w``;
 ``'ratio'`` discretises the watch ratio ``r = w / d`` (``d`` the item's duration), whose
 atom at ``r = 1`` (complete plays) gets zero-width leaves of value exactly 1
-(:func:`ptpm_tf.heads.tree.geometry.leaf_cuts`). Everything the head returns stays in seconds per row:
-each decoded quantity of ``r`` is multiplied back by ``d`` (Eq. 2 in ratio space times
-``d`` is the mean in seconds; quantiles likewise; the variance by ``d^2``). Rows whose
+(:func:`ptpm_tf.heads.tree.geometry.leaf_cuts`). Everything the head returns stays in
+seconds per row: each decoded quantity of ``r`` is multiplied back by ``d`` (Eq. 2 in
+ratio space times ``d`` is the mean in seconds; quantiles likewise; the variance by
+``d^2``). Rows whose
 duration is missing, NaN or ``<= 0`` use the training median duration
 (``duration_fallback``) as ``d``. ``L_reg``, ``L_var`` and the TSL reward are computed in
 seconds (the paper's regression of the watch time), on the normalised scale
@@ -32,23 +33,23 @@ is biased low, see :mod:`ptpm_tf.heads.tree.completion`).
 """
 from __future__ import annotations
 
-from typing import Dict
+import dataclasses
+from typing import Any, Dict, Optional
 
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from ptpm_tf.heads.tree import decoding, losses
+from ptpm_tf import distribute
+from ptpm_tf import metrics as M
 from ptpm_tf.data.dataset import DURATION, LABEL
 from ptpm_tf.heads.base import Head
+from ptpm_tf.heads.tree import decoding, losses
+from ptpm_tf.heads.tree.config import DECODERS, TreeConfig
 from ptpm_tf.heads.tree.geometry import TreeGeometry, TreeOps, assign_leaves, fit_global_tree
-from ptpm_tf import distribute
+from ptpm_tf.settings import ConfigError
 
 
-#: what the pruning model can read (``TreeHead(pruner_input=...)``)
-PRUNER_INPUTS = ("features", "features+tree")
-#: what the global tree discretises (``TreeHead(label_space=...)``)
-LABEL_SPACES = ("seconds", "ratio")
 #: decoded outputs in the tree's label unit, turned into seconds per row in ratio space
 _SECONDS_OUTPUTS = ("watch_time", "watch_time_global", "variance", "watch_time_mean",
                     "watch_time_median", "quantiles", "watch_time_global_mean",
@@ -58,7 +59,8 @@ _SECONDS_OUTPUTS = ("watch_time", "watch_time_global", "variance", "watch_time_m
 class TreeHead(Head):
     """Classifier and pruning heads over a global tree of ``depth`` levels.
 
-    Args:
+    Settings (:class:`~ptpm_tf.heads.tree.config.TreeConfig`), in more detail:
+
       depth: levels of the global tree (``2^depth`` leaves).
       leaf_values: ``'mean'`` (node value = mean training label in the node) or
         ``'midpoint'`` (interval midpoint, paper-literal TPM).
@@ -81,7 +83,7 @@ class TreeHead(Head):
       reward_error: the error term of the reward ``R = XAUC - error``: ``'squared'`` (the
         paper's MSE) or ``'absolute'`` (MAE, the loss the median minimises).
       quantile_levels: the levels of the ``quantiles`` output (fixed per model; default
-        ``decoding.QUANTILE_LEVELS`` = 0.1, 0.25, 0.5, 0.75, 0.9).
+        ``QUANTILE_LEVELS`` = 0.1, 0.25, 0.5, 0.75, 0.9).
       leaf_knots: within-leaf interpolation pieces ``K``; the constant ``leaf_knots``
         [L*K+1] holds the training labels' within-leaf ``j/K`` quantiles (knot ``kK + j``
         of leaf ``k``; ``kK`` is the leaf's lower bound), see :mod:`ptpm_tf.heads.tree.decoding`.
@@ -91,66 +93,43 @@ class TreeHead(Head):
         see where the classifiers are unsure).
       label_space: ``'seconds'`` (the tree splits the watch time, as the paper) or
         ``'ratio'`` (it splits watch time / duration; see the module docstring).
-      distribution_outputs: also return ``watch_time_mean``, ``watch_time_median``,
-        ``quantiles`` and ``p_complete``; ``False`` gives the lean mean-only outputs.
 
     Outputs of :meth:`decode`: ``watch_time`` (the chosen decoder on the personalised tree),
     ``watch_time_global`` (the same decoder on the global tree), ``variance`` (``Var_T``),
     ``prune_mask``, ``leaf_prob`` ([B, N], node probabilities of the personalised tree's
-    leaves), ``tree_depth``; with ``distribution_outputs``: ``watch_time_mean`` (``E_T``),
+    leaves), ``tree_depth``; with ``distribution``: ``watch_time_mean`` (``E_T``),
     ``watch_time_median``, ``quantiles`` ([B, Q]) and, if the features hold ``duration``,
     ``p_complete`` = P(watch time > duration) through ``completion_map`` (fitted by
     :meth:`calibrate` in seconds space; the identity before).
     """
 
     loss_names = ("ce", "reg", "var", "tree", "tree_gain", "prune_rate")
-    lean_outputs = ("watch_time_global", "variance", "prune_mask", "leaf_prob", "tree_depth")
+    output_names = ("watch_time_global", "variance", "prune_mask", "leaf_prob", "tree_depth")
+    Config = TreeConfig
     distribution_output_names = ("watch_time_mean", "watch_time_median", "quantiles",
                                  "p_complete")
+    decoders = DECODERS
+    distributional = True
 
-    def __init__(self, depth: int = 6, leaf_values: str = "mean", tsl: bool = True,
-                 ucl: bool = True, ucl_max_weight: float = 10.0,
-                 ucl_self_normalize: bool = True, w_reg: float = 1.0, w_var: float = 0.1,
-                 w_tree: float = 1.0, reward: str = "sample", advantage_norm: bool = True,
-                 prune_bias_init: float = -2.0, tree_warmup_steps: int = 0,
-                 decode: str = "mean", reward_decode: str = "mean",
-                 reward_error: str = "squared",
-                 quantile_levels=decoding.QUANTILE_LEVELS, leaf_knots: int = decoding.LEAF_KNOTS,
-                 distribution_outputs: bool = True, pruner_input: str = "features",
-                 label_space: str = "seconds", seed: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        if label_space not in LABEL_SPACES:
-            raise ValueError(f"label_space must be one of {LABEL_SPACES}, got {label_space!r}")
-        self.label_space = label_space
-        self.ratio = label_space == "ratio"
-        if reward not in ("sample", "batch"):
-            raise ValueError(f"reward must be 'sample' or 'batch', got {reward!r}")
-        for name, value in (("decode", decode), ("reward_decode", reward_decode)):
-            if value not in decoding.DECODERS:
-                raise ValueError(f"{name} must be one of {decoding.DECODERS}, got {value!r}")
-        levels = tuple(float(q) for q in quantile_levels)
-        if not levels or not all(0.0 < q < 1.0 for q in levels):
-            raise ValueError(f"quantile_levels must be in (0, 1), got {quantile_levels!r}")
-        if int(leaf_knots) < 1:
-            raise ValueError(f"leaf_knots must be >= 1, got {leaf_knots}")
-        if pruner_input not in PRUNER_INPUTS:
-            raise ValueError(f"pruner_input must be one of {PRUNER_INPUTS}, got {pruner_input!r}")
-        self.pruner_input = pruner_input
-        if reward_error not in ("squared", "absolute"):
-            raise ValueError(f"reward_error must be 'squared' or 'absolute', got {reward_error!r}")
-        self.decoder, self.reward_decoder = decode, reward_decode
-        self.reward_error = reward_error
-        self.quantile_levels, self.n_knots = levels, int(leaf_knots)
-        self.distribution_outputs = bool(distribution_outputs)
+    def __init__(self, config: Optional[TreeConfig] = None, seed: int = 0, **kwargs):
+        super().__init__(config, seed, **kwargs)
+        c = self.config
+        self.label_space = c.label_space
+        self.ratio = c.label_space == "ratio"
+        self.pruner_input = c.pruner_input
+        self.decoder, self.reward_decoder = c.decode, c.reward_decode
+        self.reward_error = c.reward_error
+        self.quantile_levels, self.n_knots = c.quantile_levels, c.leaf_knots
+        levels = c.quantile_levels
         # levels computed in one pass: the served ones, then the median if not among them
         self._levels = levels if 0.5 in levels else levels + (0.5,)
         self._median_col = self._levels.index(0.5)
-        self.depth, self.leaf_values, self.tsl, self.ucl = depth, leaf_values, tsl, ucl
-        self.ucl_max_weight, self.ucl_self_normalize = ucl_max_weight, ucl_self_normalize
-        self.w_reg, self.w_var, self.w_tree = w_reg, w_var, w_tree
-        self.reward, self.advantage_norm = reward, advantage_norm
-        self.prune_bias_init, self.tree_warmup_steps = prune_bias_init, tree_warmup_steps
-        self.seed = seed
+        depth, tsl, prune_bias_init = c.depth, c.tsl, c.prune_bias_init
+        self.depth, self.leaf_values, self.tsl, self.ucl = depth, c.leaf_values, tsl, c.ucl
+        self.ucl_max_weight, self.ucl_self_normalize = c.ucl_max_weight, c.ucl_self_normalize
+        self.w_reg, self.w_var, self.w_tree = c.w_reg, c.w_var, c.w_tree
+        self.reward, self.advantage_norm = c.reward, c.advantage_norm
+        self.prune_bias_init, self.tree_warmup_steps = prune_bias_init, c.tree_warmup_steps
         self.geometry = g = TreeGeometry(depth)
         self.ops = TreeOps(g)
         self.classifier = tf.keras.layers.Dense(g.n_internal, name="classifier")
@@ -185,11 +164,19 @@ class TreeHead(Head):
             name="duration_fallback", shape=[], trainable=False, initializer="ones",
             dtype=tf.float32)
 
-    @property
-    def output_names(self):
-        """What the serving signature returns besides ``watch_time``."""
-        return self.lean_outputs + (
-            self.distribution_output_names if self.distribution_outputs else ())
+    @classmethod
+    def settings_for(cls, config, dataset, numeric, explicit):
+        """A ratio tree needs the duration: on a dataset without one (CIKM16) the ratio
+        space a preset chose falls back to seconds with a notice; one asked for
+        explicitly is an error."""
+        if config.label_space != "ratio" or DURATION in numeric:
+            return config, None
+        if "label_space" in explicit:
+            raise ConfigError(f"--label-space ratio needs a duration column, and {dataset} "
+                              f"has none; use --label-space seconds")
+        return (dataclasses.replace(config, label_space="seconds"),
+                f"{dataset} has no duration, so the tree splits seconds "
+                f"(label_space=seconds)")
 
     # -- constants -------------------------------------------------------------------
     def adapt(self, train: pd.DataFrame) -> Dict[str, np.ndarray]:
@@ -307,10 +294,10 @@ class TreeHead(Head):
         mean, var = self.ops.moments(leaf_prob, self.node_value, self.node_m2)
         return reach, leaf_prob, mean, var
 
-    def decode(self, outputs, features=None):
+    def decode(self, outputs, features=None, distribution=False):
         """Predictions with the deterministic personalised tree ``a = 1[pi > 0.5]`` (the
         outputs are listed in the class docstring)."""
-        return self._decode(outputs, features, diagnostics=False)
+        return self._decode(outputs, features, distribution, diagnostics=False)
 
     def point_prediction(self, outputs, features=None):
         """``watch_time`` of :meth:`decode` without its other outputs (the training step's
@@ -333,11 +320,10 @@ class TreeHead(Head):
             unit = tf.square(unit)
         return value * (unit if value.shape.rank == 1 else unit[:, None])
 
-    def decode_all(self, outputs, features=None):
+    def evaluation_outputs(self, outputs, features=None):
         """:meth:`decode` with every distributional output, plus both decoders of the
-        global tree (``watch_time_global_mean``, ``watch_time_global_median``), for
-        evaluation."""
-        return self._decode(outputs, features, diagnostics=True)
+        global tree (``watch_time_global_mean``, ``watch_time_global_median``)."""
+        return self._decode(outputs, features, True, diagnostics=True)
 
     def leaf_distributions(self, outputs):
         """([B, L], [B, L]): the global leaves' probabilities under the personalised tree
@@ -371,7 +357,7 @@ class TreeHead(Head):
         raw = decoding.survival(tree_p, self.leaf_knots, features[DURATION], normalized=True)
         return decoding.monotone_map(raw, self.completion_map) if recalibrated else raw
 
-    def _decode(self, outputs, features, diagnostics):
+    def _decode(self, outputs, features, distribution, diagnostics):
         log_reach = self.ops.log_reach(outputs["cls_logits"])
         reach, leaf_prob, mean_g, var_g = self._global(log_reach)
         if self.tsl:
@@ -387,7 +373,7 @@ class TreeHead(Head):
         out = {"watch_time": mean, "watch_time_global": mean_g, "variance": var,
                "prune_mask": tf.cast(actions, tf.int32), "leaf_prob": leaf_prob,
                "tree_depth": depth}
-        full = self.distribution_outputs or diagnostics
+        full = distribution or diagnostics
         need_global = self.decoder == "median" or diagnostics
         if full or need_global:
             global_p = reach[:, self.geometry.n_internal:]
@@ -515,15 +501,62 @@ class TreeHead(Head):
         loss = losses.reinforce_loss(prune_logits, actions, live, adv)
         return loss, gain, tf.reduce_mean(pi)
 
-    def get_config(self):
-        return {**super().get_config(), "depth": self.depth, "leaf_values": self.leaf_values,
-                "tsl": self.tsl, "ucl": self.ucl, "ucl_max_weight": self.ucl_max_weight,
-                "ucl_self_normalize": self.ucl_self_normalize, "w_reg": self.w_reg,
-                "w_var": self.w_var, "w_tree": self.w_tree, "reward": self.reward,
-                "advantage_norm": self.advantage_norm, "prune_bias_init": self.prune_bias_init,
-                "tree_warmup_steps": self.tree_warmup_steps, "decode": self.decoder,
-                "reward_decode": self.reward_decoder, "reward_error": self.reward_error,
-                "quantile_levels": list(self.quantile_levels), "leaf_knots": self.n_knots,
-                "distribution_outputs": self.distribution_outputs,
-                "pruner_input": self.pruner_input, "label_space": self.label_space,
-                "seed": self.seed}
+    # -- evaluation and export ---------------------------------------------------------
+    def per_row(self, pred):
+        """Besides the ``watch_time*`` values: the tree depth, whether any node is pruned,
+        and the expected depth of the leaf the request lands in."""
+        out = super().per_row(pred)
+        out["tree_depth"] = pred["tree_depth"]
+        out["pruned"] = pred["prune_mask"].any(axis=1)
+        out["path_depth"] = (pred["leaf_prob"] * self.geometry.node_depth).sum(1)
+        return out
+
+    def diagnostic_inputs(self, pred, labels: pd.DataFrame):
+        """The node classifiers' logits and each row's true leaf."""
+        return {"cls_logits": pred["cls_logits"], "leaf": self.targets(labels)["leaf"]}
+
+    def evaluation_metrics(self, pred, y, users, diagnostics=None) -> Dict[str, Any]:
+        """The served decoder; the learned depth, the share of requests with a pruned
+        node and the expected leaf depth (the deepest leaf hides pruning elsewhere); the
+        global tree's MAE / XAUC; every decoder of the same trained tree; with
+        ``diagnostics``, the leaf prior/posterior ratio (Fig. 7) and per-node AUC."""
+        out: Dict[str, Any] = {
+            "decode": self.decoder, "decoders": list(self.decoders),
+            "avg_tree_depth": float(pred["tree_depth"].mean()),
+            "pruned_share": float(pred["pruned"].mean()),
+            "avg_path_depth": float(pred["path_depth"].mean())}
+        p_g = pred["watch_time_global"].astype(np.float64)
+        out["mae_global_tree"] = M.mae(y, p_g)
+        out["xauc_global_tree"] = M.xauc(y, p_g)
+        for dec in DECODERS:
+            p_t = pred[f"watch_time_{dec}"].astype(np.float64)
+            p_gt = pred[f"watch_time_global_{dec}"].astype(np.float64)
+            out.update({f"mae_{dec}": M.mae(y, p_t), f"rmse_{dec}": M.rmse(y, p_t),
+                        f"xauc_{dec}": M.xauc(y, p_t),
+                        f"user_xauc_{dec}": M.user_xauc(y, p_t, users),
+                        f"mae_global_tree_{dec}": M.mae(y, p_gt),
+                        f"xauc_global_tree_{dec}": M.xauc(y, p_gt)})
+        if diagnostics is not None:
+            logits, leaf = diagnostics["cls_logits"], diagnostics["leaf"]
+            reach = np.exp(self.ops.log_reach(tf.constant(logits)).numpy())
+            leaf_prob = reach[:, self.geometry.n_internal:]
+            out["leaf_prior_posterior_ratio"] = M.leaf_prior_posterior_ratio(
+                leaf_prob, leaf).tolist()
+            node_auc = M.node_auc(1.0 / (1.0 + np.exp(-logits)), leaf, self.depth)
+            out["node_auc"] = node_auc.tolist()
+            out["mean_node_auc"] = float(np.nanmean(node_auc))
+        return out
+
+    def model_info(self) -> Dict[str, Any]:
+        """``tree``: the depth, leaf label bounds and node values (what
+        :func:`~ptpm_tf.heads.tree.describe.describe_tree` needs to print a request's tree
+        in seconds), the label space and the decoding constants."""
+        tree = {"depth": int(self.depth),
+                "leaf_bounds": [float(x) for x in self.leaf_bounds.numpy()],
+                "node_value": [float(x) for x in self.node_value.numpy()],
+                "tsl": bool(self.tsl), "label_space": self.label_space,
+                "decode": self.decoder, "quantile_levels": list(self.quantile_levels),
+                "leaf_knots": int(self.n_knots)}
+        if self.ratio:
+            tree["duration_fallback"] = float(self.duration_fallback.numpy())
+        return {"tree": tree}
