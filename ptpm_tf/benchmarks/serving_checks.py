@@ -3,7 +3,7 @@
 without them (both replaced by pass-throughs for the second export), timed in one process
 through the session loader, call by call alternating (``latency_bench.measure_in_process``).
 
-    python scripts/serving_checks_latency.py [--rows 20000] [--repeats 3] [--iters 400]
+    python -m ptpm_tf.benchmarks.serving_checks [--rows 20000] [--repeats 3] [--iters 400]
 
 Prints one table row per repeat and batch size and the median ratios checked/unchecked.
 """
@@ -20,14 +20,15 @@ from ptpm_tf.benchmarks.serving_latency import format_in_process, measure_in_pro
 
 def _serve_unchecked(self, features):
     """``ServingModule._serve`` without the checks."""
-    return self._outputs(features)
+    decoded = self._decode(features, distribution=False)
+    return {k: decoded[k] for k in self.output_names[export.SERVING_SIGNATURE] if k in decoded}
 
 
 def _regress_unchecked(self, inputs):
     """``ServingModule._regress`` without the checks."""
     import tensorflow as tf
     features = tf.io.parse_example(inputs, self.example_spec())
-    return {export.REGRESS_OUTPUT: self.model(features, training=False)["watch_time"]}
+    return {export.REGRESS_OUTPUT: self._decode(features, distribution=False)["watch_time"]}
 
 
 def _node_count(path: Path) -> int:
@@ -49,9 +50,10 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
 
-    from ptpm_tf.training import TrainConfig, train
-    run = train(TrainConfig(model="ptpm", rows=args.rows, depth=args.depth, epochs=1), None,
-                verbose=0)
+    from ptpm_tf.config import ExperimentConfig
+    from ptpm_tf.training import train
+    config = ExperimentConfig.from_flat(model="ptpm", rows=args.rows, depth=args.depth, epochs=1)
+    run = train(config, None, verbose=0)
     root = Path(tempfile.mkdtemp(prefix="serving-checks-"))
     paths = {"checked": export.export_model(run.model, root, "checked",
                                             example_frame=run.split.test.head(512))}

@@ -3,7 +3,7 @@ test predictions with ``K`` within-leaf knots fitted on its training labels, for
 ``K``, plus the minimal linear interpolation between each leaf's bounds, and report the
 median decoder's MAE / XAUC and the mean pinball loss over levels 0.05..0.95.
 
-    PYTHONPATH=. python scripts/decoder_knots.py --run runs/exp/tpm-s0 [--knots 1,2,4,8,16,32]
+    python -m ptpm_tf.benchmarks.decoder_knots --run runs/exp/tpm-s0 [--knots 1,2,4,8,16,32]
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 directories ``<name>-s<seed>``, the mean ± std over seeds (and per seed) of the test MAE and
 XAUC of both decoders, the average learned tree depth and the epochs run.
 
-    python scripts/decoder_summary.py runs/exp tpm ptpm ptpm-med ptpm-med-rmed ... \
+    python -m ptpm_tf.benchmarks.decoder_summary runs/exp tpm ptpm ptpm-med ptpm-med-rmed ... \
         [--ref ptpm-med]
 
 With ``--ref NAME``, also the paired (same seed = same data and split) differences of each
@@ -10,8 +10,8 @@ group's median-decoder MAE and XAUC from group NAME's.
 """
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +24,13 @@ def _stat(xs, digits):
 
 
 def main(argv=None):
-    argv = list(argv if argv is not None else sys.argv[1:])
-    ref = None
-    if "--ref" in argv:
-        i = argv.index("--ref")
-        ref = argv[i + 1]
-        del argv[i:i + 2]
-    root, names = Path(argv[0]), argv[1:]
+    p = argparse.ArgumentParser(prog="python -m ptpm_tf.benchmarks.decoder_summary",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("root", help="folder of run directories NAME-sSEED")
+    p.add_argument("names", nargs="+", help="run groups (NAME of NAME-sSEED)")
+    p.add_argument("--ref", help="group the paired differences are taken from")
+    args = p.parse_args(argv)
+    root, names, ref = Path(args.root), args.names, args.ref
     print("| runs | seeds | served | MAE mean-dec. | MAE median-dec. | ΔMAE | XAUC mean-dec. | "
           "XAUC median-dec. | ΔXAUC | avg depth | epochs |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
