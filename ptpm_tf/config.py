@@ -10,7 +10,7 @@ An :class:`ExperimentConfig` is what a run directory's ``config.json`` holds and
 - ``training``: :class:`TrainingConfig` (optimizer, epochs, early stopping, strategy);
 - ``head``: the head settings given explicitly. They are laid over the model's defining
   settings and the preset's (:func:`ptpm_tf.heads.head_config`); the head family's own
-  dataclass (e.g. :class:`ptpm_tf.heads.tree.head.TreeConfig`) holds the defaults.
+  dataclass (e.g. :class:`ptpm_tf.heads.tree.config.TreeConfig`) holds the defaults.
 
 Every field is declared with :func:`ptpm_tf.settings.setting`, whose metadata (help,
 choices, bounds, flag name) both validation and the command line read, so a default, a

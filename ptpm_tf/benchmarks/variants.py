@@ -16,7 +16,7 @@ VARIANTS: Dict[str, Tuple[str, Dict[str, Any]]] = {
     "mse": ("mse", {}), "wlr": ("wlr", {}), "d2q": ("d2q", {}), "or": ("or", {}),
     "dml": ("dml", {}), "cread": ("cread", {}), "tpm": ("tpm", {}), "ptpm": ("ptpm", {}),
     "ptpm-no-tsl": ("ptpm", {"tsl": False}), "ptpm-no-ucl": ("ptpm", {"ucl": False}),
-    # PTPM settings searched for a TSL/UCL that pays (DESIGN.md section 2); compare them on
+    # PTPM settings searched for a TSL/UCL that pays (docs/design.md section 2); compare them on
     # the validation columns of their table, never on test.
     "tpm-mean-leaves": ("ptpm", {"tsl": False, "ucl": False}),
     "ptpm-batch-reward": ("ptpm", {"reward": "batch"}),
