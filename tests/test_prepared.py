@@ -140,7 +140,7 @@ def test_streamed_evaluation_is_exact(prepared_dir, streamed_run):
     for key in ("mae", "xauc", "user_xauc", "mae_median", "xauc_global_tree", "oracle_xauc"):
         assert run.metrics[key] == pytest.approx(ref[key], rel=1e-12), key
     saved = json.loads((out / "config.json").read_text())
-    assert saved["train"]["prepared"] == str(prepared_dir)
+    assert saved["experiment"]["data"]["prepared"] == str(prepared_dir)
     assert not (out / "split.npz").exists()
 
 
