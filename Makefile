@@ -1,10 +1,11 @@
 # Two entry points for a fresh machine (see README): `make demo` and `make test`.
+# `make test-fast` is the development tier: the suite without the tests marked slow.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test clean
+.PHONY: install demo test test-fast clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +22,10 @@ demo: $(STAMP)
 ## Test suite (what CI runs).
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+## Fast tier for development (under 3 minutes on 2 cores): every module, no slow tests.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
 
 clean:
 	rm -rf runs results build *.egg-info

@@ -225,6 +225,7 @@ def test_every_model_name_builds_its_head():
         build_head(name)
 
 
+@pytest.mark.slow
 def test_cread_a_is_chosen_on_validation(tiny, monkeypatch, tmp_path):
     from ptpm_tf import selection
     dataset, split = tiny
@@ -239,6 +240,7 @@ def test_cread_a_is_chosen_on_validation(tiny, monkeypatch, tmp_path):
     assert (tmp_path / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_d2q_exports_and_decodes_from_raw_duration_in_the_session_loader(tiny, tmp_path):
     """The group lookup and quantile interpolation are stock ops: the SavedModel answers
     through the TF1 session loader (TF Serving's path) as the Keras model does."""

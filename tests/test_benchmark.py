@@ -35,6 +35,7 @@ def test_plan_covers_models_seeds_cread_grid_ablations_and_depths():
         B.BenchmarkConfig(models=("nope",))
 
 
+@pytest.mark.slow
 def test_tiny_benchmark_writes_tables_figures_and_resumes(tmp_path, monkeypatch):
     cfg = _config(tmp_path)
     results = B.run_benchmark(cfg, progress=False, log=lambda m: None)

@@ -291,6 +291,7 @@ def _strict(text):
     return json.loads(text, parse_constant=refuse)
 
 
+@pytest.mark.slow
 def test_undefined_metrics_are_null_in_strict_json(capsys, tmp_path):
     """A test split whose watch times are all equal has no XAUC: metrics.json says null,
     never a bare NaN that strict JSON parsers reject."""
@@ -312,6 +313,7 @@ def test_undefined_metrics_are_null_in_strict_json(capsys, tmp_path):
 
 # ------------------------------------------------------------------- resume bookkeeping
 
+@pytest.mark.slow
 def test_mid_epoch_resume_keeps_the_epoch_whole(tmp_path):
     """After a resume in the middle of an epoch, that epoch's history entry used to cover
     only the resumed steps, and ``train_seconds`` only the rerun."""

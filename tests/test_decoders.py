@@ -173,6 +173,7 @@ def test_unpruned_spread_equals_global_leaves_and_mean_is_e_t():
                                rtol=2e-3)
 
 
+@pytest.mark.slow
 def test_median_decoder_end_to_end(tmp_path):
     from ptpm_tf.evaluate import predict_frame
     from ptpm_tf.training import TrainConfig, load_run, train

@@ -144,6 +144,7 @@ def test_unknown_model_and_version_get_not_found(client):
     _expect_error(lambda: client.status("dml"), grpc.StatusCode.NOT_FOUND)
 
 
+@pytest.mark.slow
 def test_newest_version_is_served(tmp_path):
     """A new version replaces the served one once loaded; unfinished exports (hidden
     temporary folders) and versions that fail to load are skipped."""
