@@ -205,7 +205,9 @@ def tiny():
     return dataset, split_dataset(dataset, seed=3)
 
 
-@pytest.mark.parametrize("model", ["mse", "wlr", "d2q", "or", "dml", "cread"])
+@pytest.mark.parametrize("model", ["mse", "wlr", "d2q", "or",
+                                   pytest.param("dml", marks=pytest.mark.slow),
+                                   pytest.param("cread", marks=pytest.mark.slow)])
 def test_each_baseline_trains_one_epoch_and_decodes_sane_watch_times(tiny, model):
     dataset, split = tiny
     config = TrainConfig(model=model, epochs=1, batch_size=256, seed=3, tower=TINY_TOWER,

@@ -250,6 +250,7 @@ def test_the_simulator_reports_its_rows():
     assert report.rows_read == report.rows_kept == 500 and not report.dropped
 
 
+@pytest.mark.slow
 def test_train_prints_its_load(capsys, tmp_path):
     rows = kuairec_rows(200)
     rows[5] = "1,2,3"
