@@ -230,6 +230,7 @@ def test_oracle_quantiles_match_the_simulator_median_and_cdf():
             assert np.all(mix.cdf(q[:, i] * (1 - 1e-4)) <= lev + 1e-6)
 
 
+@pytest.mark.slow
 def test_calibration_report_and_plot(tmp_path):
     from ptpm_tf.calibration import calibration_report, write_calibration
     from ptpm_tf.training import TrainConfig, train
