@@ -164,12 +164,12 @@ def test_figures_from_hand_made_results(tmp_path):
 
 def test_throughput_interleaves_models_and_reports_ratios():
     from ptpm_tf.benchmarks.throughput import measure
-    result = measure(["mse", "tpm"], rows=1000, depth=2, batch_size=256, repeats=2)
+    result = measure(["mse", "tpm"], rows=1000, depth=2, batch_size=256, repeats=1)
     assert list(result) == ["mse", "tpm"]
     base = result["mse"]["median_seconds_per_epoch"]
     assert result["mse"]["throughput_vs_mse"] == 1.0
     for r in result.values():
-        assert len(r["seconds"]) == 2 and min(r["seconds"]) > 0
+        assert len(r["seconds"]) == 1 and r["seconds"][0] > 0
         assert r["throughput_vs_mse"] == pytest.approx(base / r["median_seconds_per_epoch"])
         n_train = r["samples_per_second"] * r["median_seconds_per_epoch"]
         assert n_train == pytest.approx(800)  # the training split of 1000 rows
