@@ -23,7 +23,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-## Fast tier for development (under 3 minutes on 2 cores): every module, no slow tests.
+## Fast tier for development: the suite without the tests marked slow (every module still runs).
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
