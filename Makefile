@@ -1,5 +1,4 @@
 # Two entry points for a fresh machine (see README): `make demo` and `make test`.
-# `make test-fast` is the development tier: the suite without the tests marked slow.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
