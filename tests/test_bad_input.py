@@ -87,89 +87,58 @@ def test_missing_column(tmp_path):
 
 # ------------------------------------------------------------- row problems
 
-def check_strict(folder, **place):
-    """With --strict the same bad row is an error that names its place."""
-    with pytest.raises(DataError) as e:
-        load(folder, strict=True)
-    check_place(str(e.value), **place)
+# Bad rows among good ones: (rows, reason, dropped, kept, row and column of the first
+# bad row, text its example quotes, text the --strict error adds).
+ROW_CASES = [
+    pytest.param([good(1), good(2).replace("13838", "abc"), good(3)],
+                 "non-numeric watch time (play_duration)", 1, 2, 3, "play_duration", "'abc'",
+                 None, id="non-numeric-value"),
+    pytest.param([good(1), good(2), good(3).replace("13838", "NaN")],
+                 "missing watch time (play_duration)", 1, 2, 4, "play_duration", None,
+                 None, id="nan-watch-time"),
+    pytest.param([good(1).replace("13838", ""), good(2), good(3).replace("13838", "")],
+                 "missing watch time (play_duration)", 2, 1, 2, "play_duration", None,
+                 None, id="missing-watch-time-first-of-two"),
+    pytest.param([good(1), good(2).replace("13838", "inf")],
+                 "non-numeric watch time (play_duration)", 1, 1, 3, "play_duration", None,
+                 None, id="infinite-value"),
+    pytest.param([good(1), good(2), good(3), good(4).replace("13838", "-5")],
+                 "negative watch time (play_duration)", 1, 3, 5, "play_duration", "-5 ms",
+                 None, id="negative-watch-time"),
+    pytest.param([good(1), "u7" + good(2)[1:]],
+                 "non-integer user_id", 1, 1, 3, "user_id", None, None,
+                 id="non-integer-id"),
+    pytest.param([good(1), "0,2,13838,10867,,,,"],
+                 "missing timestamp", 1, 1, 3, "timestamp", None, None,
+                 id="missing-timestamp"),
+    pytest.param([good(1), good(2), HEADER, good(3)],
+                 "repeated header line", 1, 3, 4, None, None, "repeated header",
+                 id="repeated-header-line"),
+    # files concatenated with `cat` repeat the header with its BOM
+    pytest.param([good(1), "\ufeff" + HEADER, good(3)],
+                 "repeated header line", 1, 2, 3, None, None, "repeated header",
+                 id="repeated-header-with-bom"),
+]
 
 
-def test_non_numeric_value(tmp_path):
-    write_matrix(tmp_path, [good(1), good(2).replace("13838", "abc"), good(3)])
+@pytest.mark.parametrize("rows, reason, dropped, kept, row, column, quoted, strict_text",
+                         ROW_CASES)
+def test_bad_row_is_dropped_and_counted(tmp_path, rows, reason, dropped, kept, row, column,
+                                        quoted, strict_text):
+    """The row is dropped and counted under its reason; the first example names its
+    place; with --strict the earliest bad row is an error that names it."""
+    write_matrix(tmp_path, rows)
     ds = load(tmp_path)
-    reason, n, ex = only_reason(ds)
-    assert (reason, n, len(ds)) == ("non-numeric watch time (play_duration)", 1, 2)
-    check_place(ex, row=3, column="play_duration")
-    assert "'abc'" in ex
-    check_strict(tmp_path, row=3, column="play_duration")
-
-
-def test_nan_watch_time(tmp_path):
-    write_matrix(tmp_path, [good(1), good(2), good(3).replace("13838", "NaN")])
-    ds = load(tmp_path)
-    reason, n, ex = only_reason(ds)
-    assert (reason, n) == ("missing watch time (play_duration)", 1)
-    check_place(ex, row=4, column="play_duration")
-    check_strict(tmp_path, row=4, column="play_duration")
-
-
-def test_missing_watch_time(tmp_path):
-    write_matrix(tmp_path, [good(1).replace("13838", ""), good(2), good(3).replace("13838", "")])
-    ds = load(tmp_path)
-    reason, n, ex = only_reason(ds)
-    assert (reason, n, len(ds)) == ("missing watch time (play_duration)", 2, 1)
-    check_place(ex, row=2, column="play_duration")  # the first of the two
-
-
-def test_infinite_value(tmp_path):
-    write_matrix(tmp_path, [good(1), good(2).replace("13838", "inf")])
-    reason, n, ex = only_reason(load(tmp_path))
-    assert reason == "non-numeric watch time (play_duration)"
-    check_place(ex, row=3, column="play_duration")
-
-
-def test_negative_watch_time(tmp_path):
-    write_matrix(tmp_path, [good(1), good(2), good(3), good(4).replace("13838", "-5")])
-    ds = load(tmp_path)
-    reason, n, ex = only_reason(ds)
-    assert (reason, n, len(ds)) == ("negative watch time (play_duration)", 1, 3)
-    check_place(ex, row=5, column="play_duration")
-    assert "-5 ms" in ex
-    check_strict(tmp_path, row=5, column="play_duration")
-
-
-def test_non_integer_id(tmp_path):
-    write_matrix(tmp_path, [good(1), "u7" + good(2)[1:]])
-    reason, n, ex = only_reason(load(tmp_path))
-    assert reason == "non-integer user_id"
-    check_place(ex, row=3, column="user_id")
-
-
-def test_missing_timestamp(tmp_path):
-    write_matrix(tmp_path, [good(1), "0,2,13838,10867,,,,"])
-    reason, n, ex = only_reason(load(tmp_path))
-    assert reason == "missing timestamp"
-    check_place(ex, row=3, column="timestamp")
-
-
-def test_repeated_header_line(tmp_path):
-    write_matrix(tmp_path, [good(1), good(2), HEADER, good(3)])
-    ds = load(tmp_path)
-    reason, n, ex = only_reason(ds)
-    assert (reason, n, len(ds)) == ("repeated header line", 1, 3)
-    check_place(ex, row=4)
+    got_reason, n, ex = only_reason(ds)
+    assert (got_reason, n, len(ds)) == (reason, dropped, kept)
+    check_place(ex, row=row, column=column)
+    if quoted is not None:
+        assert quoted in ex, ex
     with pytest.raises(DataError) as e:
         load(tmp_path, strict=True)
-    check_place(str(e.value), row=4)
-    assert "repeated header" in str(e.value)
-
-
-def test_repeated_header_with_bom(tmp_path):
-    """Files concatenated with `cat` repeat the header with its BOM."""
-    write_matrix(tmp_path, [good(1), "\ufeff" + HEADER, good(3)])
-    reason, n, ex = only_reason(load(tmp_path))
-    assert (reason, n) == ("repeated header line", 1)
-    check_place(ex, row=3)
+    check_place(str(e.value), row=row, column=column)
+    if strict_text is not None:
+        assert strict_text in str(e.value), str(e.value)
 
 
 def test_malformed_rows(tmp_path):

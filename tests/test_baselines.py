@@ -222,7 +222,9 @@ def tiny():
     return dataset, split_dataset(dataset, seed=3)
 
 
-@pytest.mark.parametrize("model", ["mse", "wlr", "d2q", "or", "dml", "cread"])
+@pytest.mark.parametrize("model", ["mse", "wlr", "d2q", "or",
+                                   pytest.param("dml", marks=pytest.mark.slow),
+                                   pytest.param("cread", marks=pytest.mark.slow)])
 def test_each_baseline_trains_one_epoch_and_decodes_sane_watch_times(tiny, model):
     dataset, split = tiny
     config = ExperimentConfig.from_flat(model=model, epochs=1, batch_size=256, seed=3,
@@ -243,6 +245,7 @@ def test_every_model_name_builds_its_head():
         build_head(name)
 
 
+@pytest.mark.slow
 def test_cread_a_is_chosen_on_validation(tiny, monkeypatch, tmp_path):
     from ptpm_tf import selection
     dataset, split = tiny
@@ -258,6 +261,7 @@ def test_cread_a_is_chosen_on_validation(tiny, monkeypatch, tmp_path):
     assert (tmp_path / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_d2q_exports_and_decodes_from_raw_duration_in_the_session_loader(tiny, tmp_path):
     """The group lookup and quantile interpolation are stock ops: the SavedModel answers
     through the TF1 session loader (TF Serving's path) as the Keras model does."""

@@ -35,6 +35,7 @@ def test_plan_covers_models_seeds_cread_grid_ablations_and_depths():
         B.BenchmarkConfig(models=("nope",))
 
 
+@pytest.mark.slow
 def test_tiny_benchmark_writes_tables_figures_and_resumes(tmp_path, monkeypatch):
     cfg = _config(tmp_path)
     results = B.run_benchmark(cfg, progress=False, log=lambda m: None)
@@ -131,3 +132,48 @@ def test_settings_table_lists_validation_next_to_test():
     assert "| ptpm-batch-reward | reward=batch | 9.800 | 0.6900 | 9.900 | 0.6800 | - |" in text
     # only Table 3's variants: nothing extra to show
     assert _settings_table({"datasets": {"simulator": {"models": {"ptpm": models["ptpm"]}}}}) == []
+
+
+def _stat(mean):
+    return {"mean": mean, "std": 0.0, "n": 1}
+
+
+def test_figures_from_hand_made_results(tmp_path):
+    """Each figure is drawn from the results it needs and skipped without them."""
+    from ptpm_tf.benchmarks.figures import write_figures
+    curve = [{"step": s, "xauc": 0.6 + 0.01 * s, "mae": 10.0 - s} for s in range(4)]
+    full = {"models": {
+        "ptpm": {"cost": {"params": 2000, "flops": 9000}, "curve": {"per_seed": [curve, curve],
+                                                                     "steps_per_epoch": 2},
+                 "leaf_prior_posterior_ratio": [0.9, 1.0, 1.1, 1.0],
+                 "mean_node_auc": _stat(0.71)},
+        "tpm": {"cost": {"params": 1900, "flops": 8000}, "curve": {"per_seed": [curve],
+                                                                    "steps_per_epoch": 2},
+                "leaf_prior_posterior_ratio": [0.8, 1.0, 1.2, 1.0],
+                "mean_node_auc": _stat(0.69)}},
+        "depth_sweep": {"ptpm": {d: {"mae": _stat(10.0 - d), "xauc": _stat(0.6 + d / 100),
+                                     "avg_tree_depth": _stat(d - 0.5)} for d in (2, 3)}}}
+    costs_only = {"models": {"mse": {"cost": {"params": 10, "flops": 20}}}, "depth_sweep": {}}
+    written = write_figures({"datasets": {"sim": full, "bare": costs_only}}, tmp_path)
+    assert sorted(written) == sorted(["fig6_cost_sim.png", "fig6_curves_sim.png",
+                                      "fig7_ucl_sim.png", "fig8_depth_sim.png",
+                                      "fig6_cost_bare.png"])
+    for name in written:
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_throughput_interleaves_models_and_reports_ratios():
+    from ptpm_tf.benchmarks.throughput import measure
+    result = measure(["mse", "tpm"], rows=1000, depth=2, batch_size=256, repeats=1)
+    assert list(result) == ["mse", "tpm"]
+    base = result["mse"]["median_seconds_per_epoch"]
+    assert result["mse"]["throughput_vs_mse"] == 1.0
+    for r in result.values():
+        assert len(r["seconds"]) == 1 and r["seconds"][0] > 0
+        assert r["throughput_vs_mse"] == pytest.approx(base / r["median_seconds_per_epoch"])
+        n_train = r["samples_per_second"] * r["median_seconds_per_epoch"]
+        assert n_train == pytest.approx(800)  # the training split of 1000 rows
+    assert result["tpm"]["trainable_parameters"] > result["mse"]["trainable_parameters"] > 0
+    with pytest.raises(ValueError, match="unknown model"):
+        measure(["nope"], rows=100, depth=2, batch_size=64, repeats=1)
+

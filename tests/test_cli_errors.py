@@ -251,6 +251,7 @@ def test_the_simulator_reports_its_rows():
     assert report.rows_read == report.rows_kept == 500 and not report.dropped
 
 
+@pytest.mark.slow
 def test_train_prints_its_load(capsys, tmp_path):
     rows = kuairec_rows(200)
     rows[5] = "1,2,3"
@@ -292,6 +293,7 @@ def _strict(text):
     return json.loads(text, parse_constant=refuse)
 
 
+@pytest.mark.slow
 def test_undefined_metrics_are_null_in_strict_json(capsys, tmp_path):
     """A test split whose watch times are all equal has no XAUC: metrics.json says null,
     never a bare NaN that strict JSON parsers reject."""
@@ -313,6 +315,7 @@ def test_undefined_metrics_are_null_in_strict_json(capsys, tmp_path):
 
 # ------------------------------------------------------------------- resume bookkeeping
 
+@pytest.mark.slow
 def test_mid_epoch_resume_keeps_the_epoch_whole(tmp_path):
     """After a resume in the middle of an epoch, that epoch's history entry used to cover
     only the resumed steps, and ``train_seconds`` only the rerun."""

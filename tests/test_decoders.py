@@ -174,6 +174,7 @@ def test_unpruned_spread_equals_global_leaves_and_mean_is_e_t():
                                rtol=2e-3)
 
 
+@pytest.mark.slow
 def test_median_decoder_end_to_end(tmp_path):
     from ptpm_tf.evaluate import predict_frame
     from ptpm_tf.config import ExperimentConfig
@@ -231,6 +232,7 @@ def test_oracle_quantiles_match_the_simulator_median_and_cdf():
             assert np.all(mix.cdf(q[:, i] * (1 - 1e-4)) <= lev + 1e-6)
 
 
+@pytest.mark.slow
 def test_calibration_report_and_plot(tmp_path):
     from ptpm_tf.calibration import calibration_report, write_calibration
     from ptpm_tf.config import ExperimentConfig

@@ -118,6 +118,7 @@ def _same_weights(tmp_path):
     return chief
 
 
+@pytest.mark.slow
 def test_two_workers_end_with_identical_weights_and_lower_loss(tmp_path):
     config = dict(SMALL, epochs=2, strategy="multi_worker")
     out = tmp_path / "run"
@@ -142,6 +143,7 @@ def test_two_workers_end_with_identical_weights_and_lower_loss(tmp_path):
     assert logs == ["train", "validation", "validation"]
 
 
+@pytest.mark.slow
 def test_killed_mid_epoch_resumes_with_the_same_number_of_steps(tmp_path):
     epochs = 3
     config = dict(SMALL, epochs=epochs, backup_every=4)
@@ -167,6 +169,7 @@ def test_killed_mid_epoch_resumes_with_the_same_number_of_steps(tmp_path):
     assert not (out / "backup").exists()
 
 
+@pytest.mark.slow
 def test_killed_worker_the_cluster_restarts_and_resumes(tmp_path):
     config = dict(SMALL, epochs=1, strategy="multi_worker", backup_every=3)
     out = tmp_path / "run"
@@ -183,6 +186,7 @@ def test_killed_worker_the_cluster_restarts_and_resumes(tmp_path):
     assert json.loads((out / "metrics.json").read_text())["optimizer_steps"] == STEPS_PER_EPOCH
 
 
+@pytest.mark.slow
 def test_killed_after_training_resumes_without_training_again(tmp_path):
     config = dict(SMALL, epochs=1)
     out, result = tmp_path / "run", tmp_path / "result.npz"
@@ -237,6 +241,7 @@ def test_install_dir_replaces_a_run_whole(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no staging or old copies left
 
 
+@pytest.mark.slow
 def test_mirrored_two_devices_match_one_device_on_the_same_global_batch(tmp_path):
     log = tmp_path / "mirrored.log"
     with open(log, "w") as f:
@@ -258,6 +263,7 @@ def test_mirrored_two_devices_match_one_device_on_the_same_global_batch(tmp_path
     assert diff["std"] < 1e-5 * 20, diff  # std of values ~ 20
 
 
+@pytest.mark.slow
 def test_cli_strategy_flag(tmp_path):
     from ptpm_tf.cli import build_parser
     from ptpm_tf.cli.options import experiment_config

@@ -38,6 +38,7 @@ def _keras(model, features):
     return {k: v.numpy() for k, v in model(features).items()}
 
 
+@pytest.mark.slow
 def test_layout_signatures_and_warmup():
     exports = tiny_exports()
     path = exports["ptpm"]
@@ -157,6 +158,7 @@ def test_tf1_session_loader_matches_keras(name):
         assert np.all(outs[0]["tree_depth"][pruned] <= DEPTH)
 
 
+@pytest.mark.slow
 def test_versions_increase(tmp_path):
     """Numbers go up from the highest existing one (test_killed_export... also checks
     1 -> 2); a given number is never overwritten."""
@@ -198,6 +200,7 @@ KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_killed_export_leaves_no_loadable_version(tmp_path):
     """SIGKILL an export after it wrote the whole SavedModel but before the rename: the
     model folder holds no new version (only a hidden temporary folder a server ignores),
@@ -230,6 +233,7 @@ def test_killed_export_leaves_no_loadable_version(tmp_path):
     assert not tmp_dir.exists()
 
 
+@pytest.mark.slow
 def test_cli_export(tmp_path, capsys):
     runs = tiny_runs()
     rc = cli.main(["export", "--run", str(runs["dir"] / "runs" / "ptpm"),
@@ -326,6 +330,7 @@ def test_describe_tree_on_served_prediction():
         describe_tree({k: v[i] for k, v in out.items()}, DEPTH + 1)
 
 
+@pytest.mark.slow
 def test_baseline_head_exports_generically(tmp_path):
     """A non-tree head (D2Q, whose decoding reads the raw duration feature) exports
     through the same code: its own outputs, stock ops, the session loader agrees."""

@@ -92,6 +92,7 @@ def test_scale_file_tiny(tmp_path):
     assert "user_active_degree" in ds.categorical
 
 
+@pytest.mark.slow
 def test_scale_bench_tiny(tmp_path):
     """The benchmark's own code path (fresh cold and warm processes) at 3,000 rows."""
     result = scale_bench.run_bench(tmp_path, rows=3000)

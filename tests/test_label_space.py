@@ -187,6 +187,7 @@ def test_data_without_duration_falls_back_to_seconds_with_a_notice(capsys):
     assert fit_head_to_data(paper, ds) is paper
 
 
+@pytest.mark.slow
 def test_ratio_run_round_trips_and_serves_calibrated_p_complete(tmp_path):
     """A default (best-preset) run: the ratio tree and its decoder are saved with the run
     and rebuilt by load_run; p_complete needs no map and its validation mean is the

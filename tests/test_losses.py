@@ -90,8 +90,8 @@ def _train_pruner(reward, kinds, n=64, steps=80, lr=1.0):
 
 # The paper's batch reward gives one scalar for the whole batch, so a sample's action is
 # credited only through its 1/B share of it: it needs a small batch and many updates.
-@pytest.mark.parametrize("reward, n, steps, lr", [("sample", 64, 80, 1.0),
-                                                  ("batch", 8, 300, 20.0)])
+@pytest.mark.parametrize("reward, n, steps, lr", [
+    ("sample", 64, 80, 1.0), pytest.param("batch", 8, 300, 20.0, marks=pytest.mark.slow)])
 def test_reinforce_raises_pruning_where_it_helps_and_lowers_it_where_it_hurts(reward, n, steps, lr):
     pi = _train_pruner(reward, [TYPE_A], n=n, steps=steps, lr=lr)
     assert pi[0, 0] > 0.8, "pruning node 1 helps: its pi must rise"

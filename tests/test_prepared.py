@@ -194,6 +194,7 @@ def test_batch_scoring_bad_input_exits_2_naming_the_place(streamed_run, prepared
     assert not (tmp_path / "o.parquet").exists()
 
 
+@pytest.mark.slow
 def test_two_workers_read_disjoint_shards_and_train(prepared_dir, tmp_path):
     from test_distributed import TIMEOUT, _env, _free_ports, _kill, _start, _tail
     ports = _free_ports(2)

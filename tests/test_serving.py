@@ -144,6 +144,7 @@ def test_unknown_model_and_version_get_not_found(client):
     _expect_error(lambda: client.status("dml"), grpc.StatusCode.NOT_FOUND)
 
 
+@pytest.mark.slow
 def test_newest_version_is_served(tmp_path):
     """A new version replaces the served one once loaded; unfinished exports (hidden
     temporary folders) and versions that fail to load are skipped."""
@@ -183,6 +184,30 @@ def test_loadtest_reports_percentiles_and_throughput(server):
             r.requests_per_s * r.batch_size)
     table = format_report(results)
     assert "p50 / tpm" in table and table.count("\n") == 5
+
+
+def test_in_process_latency_of_both_signatures():
+    """The serving-latency benchmark's in-process harness and its two report tables."""
+    from ptpm_tf.benchmarks.serving_latency import (format_in_process, format_signature_cost,
+                                                    measure_in_process)
+    from ptpm_tf.export import DISTRIBUTION_SIGNATURE, SERVING_SIGNATURE
+    exports = tiny_exports()
+    results = measure_in_process({"ptpm": exports["ptpm"], "tpm": exports["tpm"]},
+                                 sample_rows(40), batch_sizes=(1, 8), iters=3, warmup=1,
+                                 encoder=tiny_runs()["ptpm"].model.encoder,
+                                 signatures=(SERVING_SIGNATURE, DISTRIBUTION_SIGNATURE))
+    keys = {(r["model"], r["signature"], r["batch_size"]) for r in results}
+    assert keys == {(m, s, b) for m in ("ptpm", "tpm")
+                    for s in (SERVING_SIGNATURE, DISTRIBUTION_SIGNATURE) for b in (1, 8)}
+    assert all(0 < r["p50_ms"] <= r["p99_ms"] and r["iters"] == 3 for r in results)
+    by = {(r["model"], r["signature"], r["batch_size"]): r for r in results}
+    table = format_in_process(results)
+    ratio = by["ptpm", SERVING_SIGNATURE, 8]["p50_ms"] / by["tpm", SERVING_SIGNATURE, 8]["p50_ms"]
+    assert "| 1 | 8 | " in table and f"| {ratio:.3f} |" in table
+    cost = format_signature_cost(results)
+    ratio = (by["tpm", DISTRIBUTION_SIGNATURE, 1]["p50_ms"]
+             / by["tpm", SERVING_SIGNATURE, 1]["p50_ms"])
+    assert "| tpm | 1 | " in cost and cost.rstrip().splitlines()[-2].endswith(f"| {ratio:.3f} |")
 
 
 def test_cli_predict_and_loadtest(server, tmp_path, capsys):

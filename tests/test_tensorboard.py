@@ -67,6 +67,7 @@ def test_logged_xauc_is_the_exact_validation_xauc(ptpm_run):
     assert logged == pytest.approx(xauc(frame["watch_time"].to_numpy(), pred), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_fresh_run_replaces_logs_and_logdir_elsewhere(ptpm_run, tmp_path):
     before = _event_files(ptpm_run / "tensorboard")
     assert before > 0

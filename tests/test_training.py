@@ -44,7 +44,7 @@ def ptpm_run(sim, tmp_path_factory):
     return run, counter, out
 
 
-@pytest.mark.parametrize("model", ["ptpm", "tpm"])
+@pytest.mark.parametrize("model", ["ptpm", pytest.param("tpm", marks=pytest.mark.slow)])
 def test_short_training_beats_the_best_constant_clearly(sim, ptpm_run, model):
     dataset, split = sim
     if model == "ptpm":
@@ -97,6 +97,7 @@ def _cli(*args):
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_cli_train_then_evaluate(tmp_path):
     run_dir = tmp_path / "run"
     res = _cli("train", "--model", "tpm", "--rows", "6000", "--depth", "3", "--epochs", "1",
@@ -112,6 +113,7 @@ def test_cli_train_then_evaluate(tmp_path):
     assert val["split"] == "validation" and val["n_test"] == 600
 
 
+@pytest.mark.slow
 def test_cli_reports_bad_input_in_one_line(tmp_path):
     res = _cli("evaluate", "--run", str(tmp_path / "nothing-here"))
     assert res.returncode == 2
@@ -121,6 +123,7 @@ def test_cli_reports_bad_input_in_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["kuairec", "kuairand", "cikm16"])
+@pytest.mark.slow
 def test_training_runs_on_each_real_format_sample(name, tmp_path):
     """The loaders' canonical rows go through features, tower and head unchanged."""
     from pathlib import Path
