@@ -168,3 +168,16 @@ def test_sample_advantage_batch_mean_is_the_batch_reward(error):
     args = (tf.constant(y), tf.constant(pt), tf.constant(pg), tf.constant(4.0), error)
     per_sample = losses.sample_advantage(*args).numpy()
     assert per_sample.mean() == pytest.approx(float(losses.batch_advantage(*args)), abs=1e-6)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 64, 300])
+def test_dominance_counts_match_brute_force(n):
+    """The merge-sort-tree count #{pos_j < p, rank_j < r} behind the O(B log^2 B) reward,
+    for sizes that are and are not powers of two and bounds from 0 to N."""
+    rng = np.random.default_rng(n)
+    pos, rank = rng.permutation(n), rng.permutation(n)
+    p, r = rng.integers(0, n + 1, 200), rng.integers(0, n + 1, 200)
+    p[:2], r[:2] = [0, n], [n, 0]
+    expected = ((pos[None, :] < p[:, None]) & (rank[None, :] < r[:, None])).sum(1)
+    got = losses._dominance_counts(*(tf.constant(v, tf.float64) for v in (pos, rank, p, r)))
+    np.testing.assert_array_equal(got.numpy(), expected)
