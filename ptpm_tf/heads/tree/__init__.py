@@ -3,10 +3,9 @@
 - :mod:`~ptpm_tf.heads.tree.config`: :class:`TreeConfig`, the settings and their defaults;
 - :mod:`~ptpm_tf.heads.tree.geometry`: the global tree, its equal-frequency leaf bounds,
   node values and the heap index arithmetic (paper section 4.1);
-- :mod:`~ptpm_tf.heads.tree.head`: :class:`TreeHead`, the per-node classifiers, the
-  pruning model and Eq. 1-3 and 13-17 (the personalised tree's leaf probabilities, mean
-  and variance);
-- :mod:`~ptpm_tf.heads.tree.losses`: the UCL-weighted tree loss (Eq. 18-19) and the
+- :mod:`~ptpm_tf.heads.tree.head`: :class:`TreeHead`, the per-node classifiers (Eq. 1-3),
+  the pruning model and the personalised tree (Eq. 5-10), the total loss (Eq. 18);
+- :mod:`~ptpm_tf.heads.tree.losses`: the UCL-weighted path loss (Eq. 13-17) and the
   self-critical REINFORCE loss of tree structure learning (Eq. 11-12);
 - :mod:`~ptpm_tf.heads.tree.decoding`: the leaf distribution's median, quantiles and
   survival;
