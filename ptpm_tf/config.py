@@ -176,12 +176,15 @@ class ExperimentConfig:
     def from_flat(cls, **settings) -> "ExperimentConfig":
         """Build a config from settings by their own names, each routed to the section
         that declares it (``from_flat(model='tpm', rows=3000, epochs=1, depth=4)``);
-        anything no section declares is a head setting. ``head={...}`` and a section's
-        mapping (``tower={...}``) are merged in."""
+        anything no section declares is a head setting. ``head={...}`` and a section (a
+        mapping or its dataclass: ``tower={...}``, ``data=DataConfig(...)``) are merged in."""
         top = {k: settings.pop(k) for k in ("model", "preset", "seed") if k in settings}
         head = dict(settings.pop("head", None) or {})
-        sections: Dict[str, Dict[str, Any]] = {
-            name: dict(settings.pop(name, None) or {}) for name in SECTIONS}
+        sections: Dict[str, Dict[str, Any]] = {}
+        for name in SECTIONS:
+            given = settings.pop(name, None) or {}
+            sections[name] = (dataclasses.asdict(given) if dataclasses.is_dataclass(given)
+                              else dict(given))
         for key, value in settings.items():
             for name, section in SECTIONS.items():
                 if key in {f.name for f in dataclasses.fields(section)}:

@@ -43,7 +43,7 @@ MODELS = ("ptpm", "tpm")
 
 def _models(args):
     """{name: (model, test frame)} from saved runs or from a short training run."""
-    from ptpm_tf.config import ExperimentConfig
+    from ptpm_tf.config import DataConfig, ExperimentConfig
     from ptpm_tf.training import load_run, train
     out = {}
     if args.runs_dir:
@@ -51,13 +51,12 @@ def _models(args):
             config, model, _, split = load_run(Path(args.runs_dir) / name)
             out[name] = (model, split.test)
         return out
-    from ptpm_tf.data.registry import load_dataset
-    from ptpm_tf.data.splits import split_dataset
-    dataset = load_dataset("simulator", rows=args.rows, seed=args.seed)
-    split = split_dataset(dataset, seed=args.seed)
-    for name in MODELS:
-        config = ExperimentConfig.from_flat(model=name, rows=args.rows, seed=args.seed, depth=args.depth,
-                             epochs=args.epochs)
+    from ptpm_tf.data.registry import load_and_split
+    data = DataConfig(rows=args.rows)
+    dataset, split = load_and_split(data, args.seed)
+    for name in MODELS:  # the tree models: PTPM against TPM
+        config = ExperimentConfig.from_flat(model=name, data=data, seed=args.seed,
+                                            depth=args.depth, epochs=args.epochs)
         run = train(config, None, dataset=dataset, split=split, verbose=0)
         out[name] = (run.model, split.test)
     return out

@@ -24,11 +24,11 @@ from typing import Dict, List, Sequence
 import tensorflow as tf
 
 from ptpm_tf.benchmarks.variants import VARIANTS
+from ptpm_tf.config import DataConfig, ExperimentConfig
 from ptpm_tf.data.pipeline import make_tf_dataset
-from ptpm_tf.data.registry import load_dataset
-from ptpm_tf.data.splits import split_dataset
+from ptpm_tf.data.registry import load_and_split
 from ptpm_tf.features import FeatureEncoder
-from ptpm_tf.config import ExperimentConfig
+from ptpm_tf.heads import head_fields
 from ptpm_tf.training import build_model
 
 
@@ -47,8 +47,8 @@ def measure(models: Sequence[str], rows: int, depth: int, batch_size: int, repea
             seed: int = 0) -> Dict[str, dict]:
     """Samples per second of one training epoch of each model (median over ``repeats``
     interleaved epochs, after one warm-up epoch that also traces the graph)."""
-    dataset = load_dataset("simulator", rows=rows, seed=seed)
-    train = split_dataset(dataset, seed=seed).train
+    dataset, split = load_and_split(DataConfig(rows=rows), seed)
+    train = split.train
     encoder = FeatureEncoder.from_frame(train, dataset.categorical, dataset.numeric)
     features = encoder.compact_arrays(train)
     fitted = {}
@@ -57,8 +57,11 @@ def measure(models: Sequence[str], rows: int, depth: int, batch_size: int, repea
         if name not in VARIANTS:
             raise ValueError(f"unknown model {name!r}; choose from {', '.join(VARIANTS)}")
         model_name, overrides = VARIANTS[name]
-        config = ExperimentConfig.from_flat(model=model_name, preset="paper", head=overrides,
-                                            depth=depth, seed=seed)
+        head = dict(overrides)
+        if "depth" in head_fields(model_name):  # the tree models' depth
+            head["depth"] = depth
+        config = ExperimentConfig.from_flat(model=model_name, preset="paper", head=head,
+                                            seed=seed)
         model = build_model(config, encoder)
         targets = model.head.adapt(train)
         ds = make_tf_dataset(features, targets, batch_size=batch_size, shuffle=True, seed=seed)
