@@ -19,6 +19,8 @@ from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
+from ptpm_tf.sorting import order_by, sorted_ranks, stable_by
+
 LABEL_TIES = ("exclude", "fail", "success")
 PRED_TIES = ("half", "fail")
 
@@ -148,8 +150,8 @@ class _PairCounts(NamedTuple):
 def _pair_counts(y: np.ndarray, p: np.ndarray, g: np.ndarray, n_groups: int) -> _PairCounts:
     """Count pairs by kind inside each group, exactly, in O(n log n).
 
-    Rows are put in (group, y, ŷ) order by stable packed sorts (:func:`_sorted_ranks`,
-    :func:`_stable_by`; ties keep the input order). Ties are counted from run lengths of
+    Rows are put in (group, y, ŷ) order by stable packed sorts (:mod:`ptpm_tf.sorting`;
+    ties keep the input order). Ties are counted from run lengths of
     equal keys: ``equal_label`` from runs of (group, y), ``tied_pred`` as the pairs equal in
     (group, ŷ) minus those equal in (group, y, ŷ). Discordant pairs are the inversions of
     the permutation that takes that order to the (group, ŷ, position) order
@@ -161,17 +163,17 @@ def _pair_counts(y: np.ndarray, p: np.ndarray, g: np.ndarray, n_groups: int) -> 
     zeros = np.zeros(n_groups, dtype=np.int64)
     if y.size < 2:
         return _PairCounts(sizes * (sizes - 1) // 2, zeros, zeros, zeros.copy())
-    _, y_rank, y_runs = _sorted_ranks(y)
-    p_order, p_rank, p_runs = _sorted_ranks(p)
-    order = _stable_by(y_rank, p_order)           # (y, ŷ)
+    _, y_rank, y_runs = sorted_ranks(y)
+    p_order, p_rank, p_runs = sorted_ranks(p)
+    order = stable_by(y_rank, p_order)           # (y, ŷ)
     if n_groups == 1:
         gp_rank = p_rank
         equal_label = np.array([np.sum(y_runs * (y_runs - 1) // 2)])
         equal_pred = np.array([np.sum(p_runs * (p_runs - 1) // 2)])
         g_sorted = None
     else:
-        order = _stable_by(g, order)               # (group, y, ŷ)
-        gp_order = _stable_by(g, p_order)          # (group, ŷ)
+        order = stable_by(g, order)               # (group, y, ŷ)
+        gp_order = stable_by(g, p_order)          # (group, ŷ)
         g_sorted = g[order]
         gp_new = _new_runs(g[gp_order], p_rank[gp_order])
         gp_rank = np.empty(y.size, dtype=np.int64)
@@ -182,7 +184,7 @@ def _pair_counts(y: np.ndarray, p: np.ndarray, g: np.ndarray, n_groups: int) -> 
     gp_along = gp_rank[order]
     keys = (y_rank[order], gp_along) if g_sorted is None else (g_sorted, y_rank[order], gp_along)
     equal_label_pred = _pairs_in_runs(_new_runs(*keys), g_sorted, n_groups)
-    by_pred = _order_by(gp_along)
+    by_pred = order_by(gp_along)
     if n_groups == 1:
         discordant = np.array([_inversions(by_pred)])
     else:
@@ -439,83 +441,6 @@ def _check_leaf_index(true_leaf, n_rows: int, n_leaves: int) -> np.ndarray:
     return leaf
 
 
-def _index_bits(n: int) -> int:
-    """Bits that hold a row index below ``n`` (at least 1)."""
-    return max(int(n - 1).bit_length(), 1)
-
-
-def _monotone_key(x: np.ndarray) -> np.ndarray:
-    """uint64 keys in the order of ``x`` (ints or floats; ``-0.0`` is ``0.0``)."""
-    if x.dtype.kind == "f":
-        bits = (x.astype(np.float64) + 0.0).view(np.uint64)
-        return np.where(bits >> np.uint64(63), ~bits, bits | np.uint64(1 << 63))
-    if x.dtype.kind == "u":
-        return x.astype(np.uint64)
-    return x.astype(np.int64).view(np.uint64) ^ np.uint64(1 << 63)
-
-
-def _sorted_ranks(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(stable sort order of ``x``, each entry's 0-based dense rank (int64), the run length
-    of each distinct value), as ``np.argsort(x, kind="stable")`` and ``np.unique`` would
-    give, at a fraction of their cost.
-
-    The order comes from one ``np.sort`` of int64 keys that pack the value's order key
-    above the row index (a SIMD sort, several times faster than an argsort). A value key
-    too wide to fit beside the index loses its low bits; rows whose kept bits tie but whose
-    values differ are then put in order by a ``np.lexsort`` of those rows only."""
-    x = np.asarray(x).reshape(-1)
-    n = x.size
-    if n == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
-    shift = _index_bits(n)
-    key = _monotone_key(x)
-    key -= key.min()
-    low_bits = int(np.bitwise_or.reduce(key))   # drop the low bits no value uses
-    key >>= np.uint64((low_bits & -low_bits).bit_length() - 1 if low_bits else 0)
-    drop = max(int(key.max()).bit_length() - (63 - shift), 0)
-    packed = np.sort(((key >> np.uint64(drop)).astype(np.int64) << shift)
-                     | np.arange(n, dtype=np.int64))
-    order = packed & ((1 << shift) - 1)
-    if drop:
-        xs = x[order]
-        if np.any(xs[1:] < xs[:-1]):   # ties of the kept bits hide an order: fix those rows
-            coarse = packed >> shift
-            tied = np.zeros(n, dtype=bool)
-            same = coarse[1:] == coarse[:-1]
-            tied[1:] |= same
-            tied[:-1] |= same
-            rows = np.flatnonzero(tied)
-            fix = np.lexsort((order[rows], x[order[rows]], coarse[rows]))
-            order[rows] = order[rows][fix]
-            xs = x[order]
-        new = np.empty(n, dtype=bool)
-        new[:1] = True
-        np.not_equal(xs[1:], xs[:-1], out=new[1:])
-    else:
-        new = _new_runs(packed >> shift)
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.cumsum(new, dtype=np.int64 if n > 2 ** 31 else np.int32)
-    rank -= 1
-    starts = np.flatnonzero(new)
-    return order, rank, np.diff(np.append(starts, n)).astype(np.int64)
-
-
-def _order_by(key: np.ndarray) -> np.ndarray:
-    """``np.argsort(key, kind="stable")`` for non-negative ints below ``key.size``: one
-    ``np.sort`` of (key, position) packed in an int64 (an argsort above 2^31 rows)."""
-    n = key.size
-    shift = _index_bits(n)
-    if 2 * shift > 63:
-        return np.argsort(key, kind="stable")
-    packed = np.sort((key.astype(np.int64) << shift) | np.arange(n, dtype=np.int64))
-    return packed & ((1 << shift) - 1)
-
-
-def _stable_by(rank: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """``order`` re-sorted stably by ``rank`` (non-negative ints below the row count)."""
-    return order[_order_by(rank[order])]
-
-
 def _new_runs(*sorted_keys: np.ndarray) -> np.ndarray:
     """Boolean flags where a run of equal key tuples starts (keys jointly sorted)."""
     n = sorted_keys[0].size
@@ -530,7 +455,7 @@ def _dense_rank(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sorted distinct values, each entry's 0-based rank among them (int64), their counts;
     ``-0.0`` and ``0.0`` are one value, as in ``np.unique``."""
     x = np.asarray(x).reshape(-1)
-    order, rank, counts = _sorted_ranks(x)
+    order, rank, counts = sorted_ranks(x)
     starts = np.cumsum(counts) - counts
     return x[order[starts]], rank, counts
 

@@ -159,11 +159,14 @@ def test_inversion_count_matches_brute_force():
 def test_sorted_ranks_match_numpy(values):
     """The packed-sort ranks equal a stable argsort and np.unique, whatever the keys'
     width (including values that tie in the kept high bits)."""
-    from ptpm_tf.metrics import _sorted_ranks
-    order, rank, runs = _sorted_ranks(values)
+    from ptpm_tf.sorting import lexsort, sorted_ranks
+    order, rank, runs = sorted_ranks(values)
     _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
     assert (order == np.argsort(values, kind="stable")).all()
     assert (rank == inverse).all() and (runs == counts).all()
+    leaf = np.random.default_rng(7).integers(0, 8, values.size)
+    for keys in ((values, leaf), (leaf, values), (np.random.default_rng(8).random(values.size), values)):
+        assert (lexsort(keys) == np.lexsort(keys)).all()
 
 
 def test_xauc_exact_when_values_differ_only_in_low_bits():
