@@ -6,7 +6,8 @@
 Stages: reading the input into batches (a prepared directory: TFRecord read and
 ``parse_example``; a Parquet file: pyarrow and ``from_generator``); the model alone on
 one batch repeated, with TensorFlow's default threads and with one intra-op thread, at a
-few batch sizes; the Parquet writer on the model's outputs. CPU time (user + system of the
+few batch sizes, and split into its parts (lookups, tower, heads, decoding; eager calls
+with default threads); the Parquet writer on the model's outputs. CPU time (user + system of the
 process) is reported because wall time on a shared machine says more about the other jobs
 than about the code; the ceiling on a machine of C free cores is about
 ``C * 1e6 / (sum of the stages)`` rows per second.
@@ -79,6 +80,21 @@ def main(argv=None) -> int:
                 pass
             out[f"model_us_per_row_{label}_batch_{size}"] = _cpu_per_row(
                 lambda: [None for _ in ds], reps * size)
+
+    # the forward pass by part, 16,384-row calls: each part includes the ones before it
+    from ptpm_tf.training import load_model
+    _, model = load_model(Path(args.run))
+    model.head.distribution_outputs = args.signature != "serving_default"
+    feats = {c: v[:16384] for c, v in big.items()}
+    parts = {"lookups": lambda f: model.encoder(f),
+             "lookups+tower": lambda f: model.tower(model.encoder(f)),
+             "lookups+tower+heads": lambda f: model.raw_outputs(f),
+             "all, with decoding": lambda f: model(f)}
+    for name, part in parts.items():
+        part = tf.function(part)
+        part(feats)
+        out[f"model_part_us_per_row: {name}"] = _cpu_per_row(
+            lambda: [part(feats) for _ in range(8)], 8 * 16384)
 
     outputs = {k: np.asarray(v) for k, v in fn({c: v[:16384] for c, v in big.items()}).items()}
     keys = {scoring.ROW: np.arange(16384)}
