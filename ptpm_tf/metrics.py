@@ -15,9 +15,11 @@ internal nodes ``0 .. 2**D - 2``, leaf ``k`` (``0 .. 2**D - 1``, left to right) 
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
+
+from ptpm_tf.sorting import order_by, sorted_ranks, stable_by
 
 LABEL_TIES = ("exclude", "fail", "success")
 PRED_TIES = ("half", "fail")
@@ -148,40 +150,47 @@ class _PairCounts(NamedTuple):
 def _pair_counts(y: np.ndarray, p: np.ndarray, g: np.ndarray, n_groups: int) -> _PairCounts:
     """Count pairs by kind inside each group, exactly, in O(n log n).
 
-    Rows are sorted by (group, y, ŷ). Ties are counted from run lengths of equal keys:
-    ``equal_label`` from runs of (group, y), ``tied_pred`` as the pairs equal in
-    (group, ŷ) minus those equal in (group, y, ŷ). Discordant pairs are the strict
-    inversions of the rank of (group, ŷ) along that order: ŷ ascends inside an equal-y
-    run and the group rank ascends from group to group, so an inversion is exactly a pair
-    of one group with yi < yj and ŷi > ŷj. Concordant pairs are the rest of the
-    distinct-label pairs.
+    Rows are put in (group, y, ŷ) order by stable packed sorts (:mod:`ptpm_tf.sorting`;
+    ties keep the input order). Ties are counted from run lengths of
+    equal keys: ``equal_label`` from runs of (group, y), ``tied_pred`` as the pairs equal in
+    (group, ŷ) minus those equal in (group, y, ŷ). Discordant pairs are the inversions of
+    the permutation that takes that order to the (group, ŷ, position) order
+    (:func:`_inversions`): a pair is out of order between the two exactly when it lies in
+    one group with yi < yj and ŷi > ŷj. Concordant pairs are the rest of the distinct-label
+    pairs.
     """
     sizes = np.bincount(g, minlength=n_groups).astype(np.int64)
     zeros = np.zeros(n_groups, dtype=np.int64)
     if y.size < 2:
         return _PairCounts(sizes * (sizes - 1) // 2, zeros, zeros, zeros.copy())
-    _, y_rank, _ = _dense_rank(y)
-    _, p_rank, p_counts = _dense_rank(p)
-    n_p = np.int64(p_counts.size)
+    _, y_rank, y_runs = sorted_ranks(y)
+    p_order, p_rank, p_runs = sorted_ranks(p)
+    order = stable_by(y_rank, p_order)           # (y, ŷ)
     if n_groups == 1:
-        gy_rank = y_rank
-        gp_rank, gp_counts, gp_group = p_rank, p_counts, np.zeros(n_p, dtype=np.int64)
+        gp_rank = p_rank
+        equal_label = np.array([np.sum(y_runs * (y_runs - 1) // 2)])
+        equal_pred = np.array([np.sum(p_runs * (p_runs - 1) // 2)])
+        g_sorted = None
     else:
-        _, gy_rank, _ = _dense_rank(g * np.int64(y_rank.max() + 1) + y_rank)
-        gp_key, gp_rank, gp_counts = _dense_rank(g * n_p + p_rank)
-        gp_group = gp_key // n_p
-
-    gyp_key = gy_rank * n_p + p_rank
-    order = np.argsort(gyp_key)
-    g_sorted = g[order]
-    group_start = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-
-    equal_label = _pairs_in_runs(gy_rank[order], g_sorted, n_groups)
-    equal_label_pred = _pairs_in_runs(gyp_key[order], g_sorted, n_groups)
-    equal_pred = _sum_by_group(gp_counts * (gp_counts - 1) // 2, gp_group, n_groups)
-
-    inversions = _inversions_per_slot(gp_rank[order])
-    discordant = np.add.reduceat(inversions, group_start)
+        order = stable_by(g, order)               # (group, y, ŷ)
+        gp_order = stable_by(g, p_order)          # (group, ŷ)
+        g_sorted = g[order]
+        gp_new = _new_runs(g[gp_order], p_rank[gp_order])
+        gp_rank = np.empty(y.size, dtype=np.int64)
+        gp_rank[gp_order] = np.cumsum(gp_new) - 1
+        equal_pred = _pairs_in_runs(gp_new, g[gp_order], n_groups)
+        equal_label = _pairs_in_runs(_new_runs(g_sorted, y_rank[order]), g_sorted,
+                                     n_groups)
+    gp_along = gp_rank[order]
+    keys = (y_rank[order], gp_along) if g_sorted is None else (g_sorted, y_rank[order], gp_along)
+    equal_label_pred = _pairs_in_runs(_new_runs(*keys), g_sorted, n_groups)
+    by_pred = order_by(gp_along)
+    if n_groups == 1:
+        discordant = np.array([_inversions(by_pred)])
+    else:
+        # inversions credited by value, i.e. by position in (group, y, ŷ) order
+        group_start = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+        discordant = np.add.reduceat(_inversions(by_pred, per_value=True), group_start)
     return _PairCounts(sizes * (sizes - 1) // 2, equal_label,
                        equal_pred - equal_label_pred, discordant)
 
@@ -207,28 +216,72 @@ def _xauc_from_counts(c: _PairCounts, label_ties: str, pred_ties: str,
     return out
 
 
-def _inversions_per_slot(v: np.ndarray) -> np.ndarray:
-    """Strict inversions (i < j, v[i] > v[j]) of ``v`` by bottom-up merge sort.
+def _inversions(perm: np.ndarray, per_value: bool = False):
+    """Inversions (i < j, perm[i] > perm[j]) of a permutation of ``0 .. n-1``, exactly.
 
-    At the level that merges sorted blocks of width ``w`` pairwise, a stable sort of
-    (block pair, value) moves each element of a right block left by exactly the number
-    of elements of its left block that are strictly greater, and moves no left-block
-    element left. Summing those leftward moves over the log2(n) levels counts every
-    inversion once. The moves are returned per final slot (int64); since ``v`` here is
-    group-major, each group keeps its range of slots at every level, so summing a
-    group's slot range gives that group's inversions.
+    A wavelet-tree count over the bits of the values, high to low, with no sort and no
+    random access. Before the level of bit b the rows are in order of ``value >> (b+1)``,
+    stable; since the values are a permutation, the group of prefix k is exactly the
+    slots ``[k 2^(b+1), (k+1) 2^(b+1))`` and holds ``2^b`` values with bit b clear (fewer
+    only in the last, partial group). Every inversion is counted once, at the highest bit
+    where its two values differ: a row with bit b clear inverts with each row of its group
+    before it that has the bit set, i.e. its offset in the group minus its rank among the
+    group's clear rows, so a level's sum needs only how many set rows sit at each offset.
+    The rows are then split stably (clear rows first) inside each group with
+    ``np.compress``. Below bit 16 (8) the values are cut to uint16 (uint8): only their low
+    bits are read from there on. O(n log n) work in a few sequential passes per bit.
+
+    Returns the total (int); with ``per_value``, an int64 array holding, at each value,
+    the inversions in which it is the later (smaller) element.
     """
-    n = v.size
-    moved_left = np.zeros(n, dtype=np.int64)
-    slots = np.arange(n, dtype=np.int64)
-    span = np.int64(v.max() + 1) if n else np.int64(1)
-    width = 1
-    while width < n:
-        perm = np.argsort((slots // (2 * width)) * span + v, kind="stable")
-        moved_left += np.maximum(perm - slots, 0)
-        v = v[perm]
-        width *= 2
-    return moved_left
+    n = perm.size
+    vals = perm.astype(np.int64 if n > 2 ** 31 else np.int32)
+    credit = np.zeros(n, dtype=np.int64) if per_value else None
+    total = 0
+    for b in reversed(range(max(n - 1, 0).bit_length())):
+        half = 1 << b
+        size = 2 * half
+        if not per_value and b < 16 and vals.dtype.itemsize > 2:
+            vals = (vals & 0xFFFF).astype(np.uint16)
+        if not per_value and b < 8 and vals.dtype.itemsize > 1:
+            vals = (vals & 0xFF).astype(np.uint8)
+        set_ = (vals & vals.dtype.type(half)).astype(bool)
+        full = n // size                      # whole groups; then a tail of t rows
+        t = n - full * size
+        k = min(half, t)                      # clear rows in the tail
+        total += (full * (size * (size - 1) // 2) + t * (t - 1) // 2
+                  - _offset_sum(set_, size)
+                  - full * (half * (half - 1) // 2) - k * (k - 1) // 2)
+        cleared, kept = np.compress(~set_, vals), np.compress(set_, vals)
+        if per_value:
+            credit[cleared] += (np.flatnonzero(~set_) % size
+                                - np.arange(cleared.size) % half)
+        new = np.empty_like(vals)
+        head = full * half
+        rows = new[:full * size].reshape(full, size)
+        rows[:, :half] = cleared[:head].reshape(full, half)
+        rows[:, half:] = kept[:head].reshape(full, half)
+        new[full * size:full * size + k] = cleared[head:]
+        new[full * size + k:] = kept[head:]
+        vals = new
+    return credit if per_value else total
+
+
+def _offset_sum(mask: np.ndarray, size: int) -> int:
+    """Sum of ``i % size`` over the rows ``i`` where ``mask`` is set (``size`` a power of
+    two), from column and row counts of the mask seen as a 256-wide uint8 matrix (a
+    reduction over 2-wide rows is ~40x slower)."""
+    width = 256
+    m = mask.size - mask.size % width
+    grid = mask[:m].view(np.uint8).reshape(-1, width)
+    cols = grid.sum(axis=0, dtype=np.int64)
+    if size <= width:
+        total = int(cols @ (np.arange(width) % size))
+    else:
+        rows = grid.sum(axis=1, dtype=np.int64)
+        total = int(cols @ np.arange(width)) + width * int(
+            rows @ (np.arange(rows.size) % (size // width)))
+    return total + int(((np.flatnonzero(mask[m:]) + m) % size).sum())
 
 
 # ----------------------------------------------------------------------------- ROC AUC
@@ -388,23 +441,23 @@ def _check_leaf_index(true_leaf, n_rows: int, n_leaves: int) -> np.ndarray:
     return leaf
 
 
-def _dense_rank(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sorted distinct values, each entry's 0-based rank among them (int64), their counts.
+def _new_runs(*sorted_keys: np.ndarray) -> np.ndarray:
+    """Boolean flags where a run of equal key tuples starts (keys jointly sorted)."""
+    n = sorted_keys[0].size
+    new = np.zeros(n, dtype=bool)
+    new[:1] = True
+    for k in sorted_keys:
+        new[1:] |= k[1:] != k[:-1]
+    return new
 
-    One argsort and a scatter (``np.unique(return_inverse=True)`` does about twice the
-    work); ``-0.0`` and ``0.0`` are one value, as there."""
+
+def _dense_rank(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted distinct values, each entry's 0-based rank among them (int64), their counts;
+    ``-0.0`` and ``0.0`` are one value, as in ``np.unique``."""
     x = np.asarray(x).reshape(-1)
-    if x.size == 0:
-        return x[:0], np.zeros(0, np.int64), np.zeros(0, np.int64)
-    order = np.argsort(x)
-    s = x[order]
-    new = np.empty(x.size, dtype=bool)
-    new[0] = True
-    np.not_equal(s[1:], s[:-1], out=new[1:])
-    rank = np.empty(x.size, dtype=np.int64)
-    rank[order] = np.cumsum(new) - 1
-    starts = np.flatnonzero(new)
-    return s[starts], rank, np.diff(np.append(starts, x.size)).astype(np.int64)
+    order, rank, counts = sorted_ranks(x)
+    starts = np.cumsum(counts) - counts
+    return x[order[starts]], rank, counts
 
 
 def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
@@ -412,12 +465,16 @@ def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])))
 
 
-def _pairs_in_runs(sorted_keys: np.ndarray, sorted_group: np.ndarray,
+def _pairs_in_runs(new_run: np.ndarray, sorted_group: Optional[np.ndarray],
                    n_groups: int) -> np.ndarray:
-    """Per group, the pairs of rows sharing a key; keys sorted and group-major."""
-    start = _run_starts(sorted_keys)
-    length = np.diff(np.append(start, sorted_keys.size))
-    return _sum_by_group(length * (length - 1) // 2, sorted_group[start], n_groups)
+    """Per group, the pairs of rows inside each run (``new_run`` flags run starts; runs
+    never cross groups and rows are group-major; ``sorted_group`` None: one group)."""
+    start = np.flatnonzero(new_run)
+    length = np.diff(np.append(start, new_run.size))
+    pairs = length * (length - 1) // 2
+    if sorted_group is None:
+        return np.array([pairs.sum()], dtype=np.int64)
+    return _sum_by_group(pairs, sorted_group[start], n_groups)
 
 
 def _sum_by_group(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:

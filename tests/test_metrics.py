@@ -134,6 +134,49 @@ def test_xauc_one_million_rows_exact_and_fast():
     assert elapsed < 30, f"xauc on 1M rows took {elapsed:.1f}s"
 
 
+def test_inversion_count_matches_brute_force():
+    """The wavelet count, total and per value, on permutations of every size class
+    (powers of two and the partial groups around them)."""
+    from ptpm_tf.metrics import _inversions
+    rng = np.random.default_rng(5)
+    for n in [*range(0, 40), 255, 256, 257, 700]:
+        perm = rng.permutation(n)
+        later = np.array([np.sum(perm[:j] > perm[j]) for j in range(n)], dtype=np.int64)
+        assert _inversions(perm) == later.sum(), n
+        per_value = np.zeros(n, dtype=np.int64)
+        per_value[perm] = later
+        assert (_inversions(perm, per_value=True) == per_value).all(), n
+
+
+@pytest.mark.parametrize("values", [
+    np.round(np.random.default_rng(0).normal(size=3000), 1),       # many ties
+    1.0 + np.random.default_rng(1).integers(0, 40, 3000) * 1e-15,  # differ in the last bits
+    np.random.default_rng(2).random(3000),
+    np.array([0.0, -0.0, 1.0, -1.0, 5e-324, -5e-324, 1e308, -1e308]),
+    np.random.default_rng(3).integers(-2 ** 62, 2 ** 62, 3000),
+    np.random.default_rng(4).normal(size=3000).astype(np.float32),
+])
+def test_sorted_ranks_match_numpy(values):
+    """The packed-sort ranks equal a stable argsort and np.unique, whatever the keys'
+    width (including values that tie in the kept high bits)."""
+    from ptpm_tf.sorting import lexsort, sorted_ranks
+    order, rank, runs = sorted_ranks(values)
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    assert (order == np.argsort(values, kind="stable")).all()
+    assert (rank == inverse).all() and (runs == counts).all()
+    leaf = np.random.default_rng(7).integers(0, 8, values.size)
+    for keys in ((values, leaf), (leaf, values), (np.random.default_rng(8).random(values.size), values)):
+        assert (lexsort(keys) == np.lexsort(keys)).all()
+
+
+def test_xauc_exact_when_values_differ_only_in_low_bits():
+    rng = np.random.default_rng(6)
+    y = 1.0 + rng.integers(0, 30, 200) * 1e-15
+    p = 2.0 + rng.integers(0, 30, 200) * 1e-15
+    for label_ties, pred_ties in OPTIONS:
+        assert same(xauc(y, p, label_ties, pred_ties), brute_xauc(y, p, label_ties, pred_ties))
+
+
 # ---------------------------------------------------------------- per-user XAUC
 
 

@@ -174,6 +174,16 @@ def test_batch_scoring_writes_every_output_for_every_row(prepared_dir, streamed_
     got = pd.read_parquet(tmp_path / "all.parquet")
     np.testing.assert_array_equal(got[ROW].to_numpy(), np.arange(len(p)))
     assert "quantiles" not in got.columns and "watch_time" in got.columns
+    # the exported SavedModel (run inside tf.data like the run's model) scores the same
+    assert main(["export", "--run", str(out), "--export-dir", str(tmp_path / "export")]) == 0
+    assert main(["predict", "--export", str(tmp_path / "export" / "ptpm"), "--input",
+                 str(prepared_dir), "--output", str(tmp_path / "exported.parquet"),
+                 "--batch-size", "700"]) == 0
+    exported = pd.read_parquet(tmp_path / "exported.parquet")
+    assert list(exported.columns) == list(got.columns)
+    np.testing.assert_array_equal(exported[ROW].to_numpy(), got[ROW].to_numpy())
+    np.testing.assert_allclose(exported["watch_time"].to_numpy(), got["watch_time"].to_numpy(),
+                               rtol=1e-5)
 
 
 def test_batch_scoring_bad_input_exits_2_naming_the_place(streamed_run, prepared_dir,

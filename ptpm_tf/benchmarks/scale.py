@@ -208,10 +208,12 @@ def _prepare_phase(data_dir: str, shard_rows: int) -> dict:
             "peak_rss_mb": round(_rss_mb(), 1), "load_avg_1min": round(load_before, 2)}
 
 
-def _stream_phase(data_dir: str) -> dict:
+def _stream_phase(data_dir: str, steps: Optional[int] = None) -> dict:
     """One PTPM epoch streamed from ``DIR/prepared`` as ``train --prepared`` runs it: time
-    from the start of training to the first batch, epoch samples/s, peak RSS. Writes the
-    trained model as a run directory ``DIR/run`` for the scoring phase."""
+    from the start of training to the first batch, epoch samples/s, peak RSS. With
+    ``steps``, the epoch stops after that many batches (its time is then an
+    extrapolation, labelled so). Writes the trained model as a run directory ``DIR/run``
+    for the scoring phase."""
     import tensorflow as tf
     from ptpm_tf.data.prepared import open_prepared
     from ptpm_tf.config import ExperimentConfig
@@ -232,14 +234,19 @@ def _stream_phase(data_dir: str) -> dict:
     first = time.perf_counter() - start
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     t = time.perf_counter()
-    model.fit(data, epochs=1, verbose=0)
+    model.fit(data, epochs=1, verbose=0, steps_per_epoch=steps)
     secs = time.perf_counter() - t
     n = prepared.rows("train")
+    seen = n if steps is None else min(n, steps * config.batch_size)
     save_run(Run(config, model, prepared, None, {}, {}, secs), Path(data_dir) / "run")
-    return {"train_rows": n, "first_batch_seconds": round(first, 2),
-            "epoch_seconds": round(secs, 1),
-            "epoch_samples_per_second": round(n / secs, 1),
-            "peak_rss_mb": round(_rss_mb(), 1), "load_avg_1min": round(load_before, 2)}
+    out = {"train_rows": n, "first_batch_seconds": round(first, 2),
+           "epoch_samples_per_second": round(seen / secs, 1)}
+    if seen < n:
+        out.update(samples_trained=seen, seconds_trained=round(secs, 1),
+                   epoch_seconds_extrapolated=round(secs * n / seen, 1))
+    else:
+        out.update(epoch_seconds=round(secs, 1))
+    return {**out, "peak_rss_mb": round(_rss_mb(), 1), "load_avg_1min": round(load_before, 2)}
 
 
 def _score_phase(data_dir: str) -> dict:
@@ -257,11 +264,13 @@ def _score_phase(data_dir: str) -> dict:
 
 def run_prepared_bench(data_dir, rows: int = DEFAULT_ROWS, seed: int = 0, keep: bool = False,
                        baseline_rows: int = 300_000, shard_rows: int = 1_000_000,
+                       stream_steps: Optional[int] = None, score: bool = True,
                        log=None) -> dict:
     """Issue 12's scale run: write the folder (unless ``keep``), then, each in a fresh
     process: the in-memory PTPM epoch on a ``baseline_rows`` folder (the reference
-    throughput), ``data prepare``, one PTPM epoch streamed from the prepared directory,
-    and batch scoring of every prepared row."""
+    throughput), ``data prepare``, one PTPM epoch streamed from the prepared directory
+    (or its first ``stream_steps`` batches), and, with ``score``, batch scoring of every
+    prepared row."""
     data_dir = Path(data_dir)
     base_dir = data_dir / f"baseline-{baseline_rows}"
     for folder, n in ((data_dir, rows), (base_dir, baseline_rows)):
@@ -276,9 +285,10 @@ def run_prepared_bench(data_dir, rows: int = DEFAULT_ROWS, seed: int = 0, keep: 
         [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
     phases = (("in_memory_baseline", base_dir, ["--phase", "cold", "--train-epoch"]),
               ("prepare", data_dir, ["--phase", "prepare", "--shard-rows", str(shard_rows)]),
-              ("stream_epoch", data_dir, ["--phase", "stream"]),
+              ("stream_epoch", data_dir, ["--phase", "stream", *(
+                  ["--stream-steps", str(stream_steps)] if stream_steps else [])]),
               ("score", data_dir, ["--phase", "score"]))
-    for name, folder, args in phases:
+    for name, folder, args in phases[:None if score else -1]:
         out = subprocess.run([sys.executable, "-m", "ptpm_tf.benchmarks.scale", "--dir",
                               str(folder), *args], check=True, capture_output=True, text=True,
                              env=env)
@@ -339,6 +349,11 @@ def main(argv: Optional[list] = None) -> int:
                     help="rows of the in-memory reference epoch (with --prepared)")
     ap.add_argument("--shard-rows", type=int, default=1_000_000,
                     help="rows per prepared shard (with --prepared)")
+    ap.add_argument("--stream-steps", type=int,
+                    help="stop the streamed epoch after this many batches of 1024 and "
+                         "extrapolate its time (with --prepared)")
+    ap.add_argument("--no-score", action="store_true",
+                    help="leave out the batch-scoring phase (with --prepared)")
     ap.add_argument("--phase", choices=["cold", "warm", "prepare", "stream", "score"],
                     help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -347,7 +362,7 @@ def main(argv: Optional[list] = None) -> int:
         return 0
     if args.phase:
         phase = {"prepare": lambda: _prepare_phase(args.dir, args.shard_rows),
-                 "stream": lambda: _stream_phase(args.dir),
+                 "stream": lambda: _stream_phase(args.dir, args.stream_steps),
                  "score": lambda: _score_phase(args.dir)}[args.phase]
         print(json.dumps(phase()))
         return 0
@@ -355,6 +370,7 @@ def main(argv: Optional[list] = None) -> int:
         result = run_prepared_bench(args.dir, rows=args.rows, seed=args.seed, keep=args.keep,
                                     baseline_rows=args.baseline_rows,
                                     shard_rows=args.shard_rows,
+                                    stream_steps=args.stream_steps, score=not args.no_score,
                                     log=lambda m: print(m, flush=True))
         print(json.dumps(result, indent=2))
         return 0

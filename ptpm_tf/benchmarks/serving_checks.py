@@ -1,7 +1,7 @@
 """What the serving-boundary checks cost (issue 15): the same trained PTPM exported with
 :func:`ptpm_tf.export.checked_inputs` / :func:`~ptpm_tf.export.checked_outputs` and
 without them (both replaced by pass-throughs for the second export), timed in one process
-through the session loader, call by call alternating (``latency_bench.measure_in_process``).
+through the session loader, call by call alternating (``serving_latency.measure_in_process``).
 
     python -m ptpm_tf.benchmarks.serving_checks [--rows 20000] [--repeats 3] [--iters 400]
 

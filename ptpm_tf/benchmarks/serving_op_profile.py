@@ -1,6 +1,6 @@
 """Which ops of ``serving_default`` PTPM pays for and TPM does not (issue 14).
 
-Exports the ``ptpm`` and ``tpm`` runs of ``--runs-dir`` (as ``latency_bench --runs-dir``
+Exports the ``ptpm`` and ``tpm`` runs of ``--runs-dir`` (as ``serving_latency --runs-dir``
 reads them), loads each through the TF1 session loader (TF Serving's path) and runs
 ``serving_default`` on the same ``--candidates`` test rows with a full trace, ``--calls``
 times. Prints the mean time per op (microseconds, as the tracer measures it: only the

@@ -162,8 +162,9 @@ def add_parser(sub) -> None:
     p.add_argument("--run", help="score offline with this run's model (no server)")
     p.add_argument("--export", help="score offline with this SavedModel (a version "
                                     "directory, or EXPORT_DIR/NAME for its newest version)")
-    p.add_argument("--batch-size", type=positive_int, default=8192,
-                   help="rows per model call (offline)")
+    p.add_argument("--batch-size", type=positive_int, default=4096,
+                   help="rows per model call (offline; a few thousand keep each call in "
+                        "cache, several calls run at once)")
     p.add_argument("--signature",
                    help="serving_default (point prediction and tree outputs; the default "
                         "with --server and --export) or distribution (tree models: "
