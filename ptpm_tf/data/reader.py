@@ -48,6 +48,7 @@ KINDS = ("float", "int", "id", "cat", "str")
 
 
 @dataclasses.dataclass(frozen=True)
+
 class Column:
     """One column to read.
 
@@ -220,6 +221,27 @@ def read_csv(path, columns: Sequence[Column], *, sep: str = ",", rows: Optional[
     return _CsvStream(path, columns, sep, encoding, rows).next(None, report, strict)
 
 
+def take_batches(reader, read_next, limit: Optional[int]):
+    """(record batches, rows) of up to ``limit`` rows (all that is left, or up to
+    ``reader.cap``, when None) from ``read_next``, a callable raising ``StopIteration`` at
+    the end. ``reader`` keeps the state: ``pending`` (one batch read ahead, to know whether
+    anything is left), ``records`` (rows handed out before), ``cap`` and ``exhausted``."""
+    taken, n = [], 0
+    try:
+        while limit is None or n < limit:
+            batch = reader.pending if reader.pending is not None else read_next()
+            reader.pending = None
+            if reader.cap is not None and reader.records + n + batch.num_rows >= reader.cap:
+                taken.append(batch.slice(0, reader.cap - reader.records - n))
+                reader.exhausted = True
+                return taken, reader.cap - reader.records
+            taken.append(batch)
+            n += batch.num_rows
+        reader.pending = read_next()  # look ahead: is anything left?
+    except StopIteration:
+        reader.exhausted = True
+    return taken, n
+
 class _CsvStream:
     """A CSV read block by block; each :meth:`next` returns the following rows checked,
     with their physical line numbers (the lines skipped as malformed so far are known,
@@ -277,22 +299,7 @@ class _CsvStream:
             raise self._parse_error(e) from None
 
     def _take(self, limit: Optional[int]):
-        taken, n = [], 0
-        try:
-            while limit is None or n < limit:
-                batch = self.pending if self.pending is not None else self.stream.read_next_batch()
-                self.pending = None
-                if self.cap is not None and self.records + n + batch.num_rows >= self.cap:
-                    taken.append(batch.slice(0, self.cap - self.records - n))
-                    n = self.cap - self.records
-                    self.exhausted = True
-                    return taken, n
-                taken.append(batch)
-                n += batch.num_rows
-            self.pending = self.stream.read_next_batch()  # look ahead: is anything left?
-        except StopIteration:
-            self.exhausted = True
-        return taken, n
+        return take_batches(self, self.stream.read_next_batch, limit)
 
     def next(self, limit: Optional[int], report: LoadReport, strict: bool) -> pd.DataFrame:
         """The next ``limit`` rows or more (whole blocks), checked; all rows when None."""
@@ -391,22 +398,7 @@ class _ParquetStream:
 
     def next(self, limit: Optional[int], report: LoadReport, strict: bool) -> pd.DataFrame:
         first = self.records == 0
-        taken, n = [], 0
-        try:
-            while limit is None or n < limit:
-                batch = self.pending if self.pending is not None else next(self.batches)
-                self.pending = None
-                if self.cap is not None and self.records + n + batch.num_rows >= self.cap:
-                    taken.append(batch.slice(0, self.cap - self.records - n))
-                    n = self.cap - self.records
-                    self.exhausted = True
-                    break
-                taken.append(batch)
-                n += batch.num_rows
-            else:
-                self.pending = next(self.batches)
-        except StopIteration:
-            self.exhausted = True
+        taken, n = take_batches(self, lambda: next(self.batches), limit)
         if n == 0 and first:
             raise DataError("no data rows", file=self.path, row=1)
         names = list(dict.fromkeys(self.found.values()))
