@@ -8,8 +8,8 @@ written in a temporary directory and renamed into place, so it is never half-wri
 while training runs it holds only ``backup/``, from which a killed run resumes
 (:mod:`ptpm_tf.resume`).
 
-``ExperimentConfig.training.strategy`` picks the ``tf.distribute`` strategy (``default``, ``mirrored``,
-``multi_worker``; :mod:`ptpm_tf.distribute`): the model, its head constants and the
+``ExperimentConfig.training.strategy`` picks the ``tf.distribute`` strategy (``default``,
+``mirrored``, ``multi_worker``; :mod:`ptpm_tf.distribute`): the model, its head constants and the
 optimizer are built under the strategy's scope, ``batch_size`` is the global batch, and
 with several workers the input is sharded by data and only the chief writes the run
 directory.
@@ -216,8 +216,8 @@ def train(config: ExperimentConfig, out_dir: Optional[Path] = None, *,
     the final evaluation.
 
     With ``out_dir``, training backs itself up in ``out_dir/backup`` at the end of every
-    epoch (or every ``config.training.backup_every`` steps) and a rerun of the same call resumes from there
-    (:mod:`ptpm_tf.resume`); the run directory is written atomically at the end.
+    epoch (or every ``config.training.backup_every`` steps) and a rerun of the same call
+    resumes from there (:mod:`ptpm_tf.resume`); the run directory is written atomically at the end.
 
     With ``logdir``, TensorBoard logs are written there (:mod:`ptpm_tf.summaries`); when
     it lies inside ``out_dir`` it becomes part of the finished run directory.
@@ -280,7 +280,8 @@ def train(config: ExperimentConfig, out_dir: Optional[Path] = None, *,
     if prepared is None:
         val_targets = model.head.targets(split.validation, seed=config.seed + 1)
         train_ds = make_tf_dataset(encoder.compact_arrays(split.train), train_targets,
-                                   batch_size=config.training.batch_size, shuffle=True, seed=config.seed)
+                                   batch_size=config.training.batch_size, shuffle=True,
+                                   seed=config.seed)
         val_ds = make_tf_dataset(encoder.compact_arrays(split.validation), val_targets,
                                  batch_size=max(config.training.batch_size, 4096))
     else:
@@ -294,8 +295,8 @@ def train(config: ExperimentConfig, out_dir: Optional[Path] = None, *,
                               model, probe, seed=config.seed + 1)
     stop = ResumableEarlyStopping(
         progress_dir=backup.progress_dir if backup is not None else None, writer=writer,
-        max_epochs=config.training.epochs, save_freq=config.training.backup_every, monitor=config.training.monitor,
-        patience=config.training.patience,
+        max_epochs=config.training.epochs, save_freq=config.training.backup_every,
+        monitor=config.training.monitor, patience=config.training.patience,
         mode="max" if "xauc" in config.training.monitor else "min", restore_best_weights=True)
     fit_callbacks = [stop]
     if logdir is not None:
@@ -303,7 +304,8 @@ def train(config: ExperimentConfig, out_dir: Optional[Path] = None, *,
         fit_callbacks += tensorboard_callbacks(Path(logdir), val_ds, writer=writer)
     if backup is not None:
         fit_callbacks.append(tf.keras.callbacks.BackupAndRestore(
-            str(backup.keras_dir), save_freq=config.training.backup_every or "epoch", delete_checkpoint=False))
+            str(backup.keras_dir), save_freq=config.training.backup_every or "epoch",
+            delete_checkpoint=False))
     done = backup.latest_progress() if backup is not None else None
     if done is not None and done["finished"]:
         # killed after the last epoch: the trained model is early stopping's best weights

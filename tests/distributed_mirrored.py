@@ -60,7 +60,7 @@ def model_case(sizes, out):
     dataset = load_dataset("simulator", rows=3000, seed=0)
     split = split_dataset(dataset, seed=0)
     encoder = FeatureEncoder.from_frame(split.train, dataset.categorical, dataset.numeric)
-    config = ExperimentConfig.from_flat(model="ptpm", depth=3, head={"w_tree": 0.0, "ucl_max_weight": 4.0})
+    config = ExperimentConfig.from_flat(model="ptpm", depth=3, w_tree=0.0, ucl_max_weight=4.0)
     batch = split.train.iloc[: sum(sizes)]
     features = encoder.raw_arrays(batch)
 

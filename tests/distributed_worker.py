@@ -3,8 +3,8 @@
     python tests/distributed_worker.py CONFIG_JSON OUT_DIR RESULT_NPZ
 
 Trains ``ExperimentConfig.from_flat(**CONFIG_JSON)`` into ``OUT_DIR`` (``TF_CONFIG`` in the
-environment for multi-worker) and writes the final weights, the optimizer step count and the per-epoch
-training loss to ``RESULT_NPZ``, with ``steps_here``, the steps this process ran.
+environment for multi-worker) and writes the final weights, the optimizer step count and the
+per-epoch training loss to ``RESULT_NPZ``, with ``steps_here``, the steps this process ran.
 
 With ``DIE_AT=step:N`` in the environment the process kills itself with SIGKILL right
 after optimizer step ``N``, with ``DIE_AT=train_end`` when ``fit`` ends (before the final

@@ -32,8 +32,8 @@ def tiny_runs():
     # PTPM with the default (best) preset, TPM with the paper's: both decoders are served
     for name, preset, head in (("ptpm", "best", {"prune_bias_init": 0.0}),
                                ("tpm", "paper", {})):
-        config = ExperimentConfig.from_flat(model=name, preset=preset, rows=ROWS, depth=DEPTH, epochs=1,
-                             batch_size=256, head=head)
+        config = ExperimentConfig.from_flat(model=name, preset=preset, rows=ROWS, depth=DEPTH,
+                                            epochs=1, batch_size=256, head=head)
         runs[name] = train(config, root / "runs" / name, dataset=dataset, split=split,
                            verbose=0)
     return runs

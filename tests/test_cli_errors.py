@@ -97,7 +97,8 @@ def test_rejected_settings_leave_nothing_behind(tmp_path):
     for bad in (dict(depth=0), dict(epochs=0), dict(batch_size=0), dict(learning_rate=-1.0),
                 dict(rows=0), dict(split=(0.5, 0.5))):
         with pytest.raises(ValueError):
-            train(ExperimentConfig.from_flat(**{"model": "tpm", "rows": 400, **bad}), out, verbose=0)
+            config = ExperimentConfig.from_flat(**{"model": "tpm", "rows": 400, **bad})
+            train(config, out, verbose=0)
         assert not out.exists(), bad
 
 

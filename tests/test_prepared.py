@@ -122,8 +122,9 @@ def streamed_run(prepared_dir, tmp_path_factory):
     from ptpm_tf.config import ExperimentConfig
     from ptpm_tf.training import train
     out = tmp_path_factory.mktemp("run") / "r"
-    run = train(ExperimentConfig.from_flat(model="ptpm", prepared=str(prepared_dir), depth=3, epochs=1,
-                            batch_size=256), out, verbose=0)
+    config = ExperimentConfig.from_flat(model="ptpm", prepared=str(prepared_dir), depth=3,
+                                        epochs=1, batch_size=256)
+    run = train(config, out, verbose=0)
     return out, run
 
 

@@ -39,8 +39,8 @@ def ptpm_run(sim, tmp_path_factory):
     dataset, split = sim
     counter = BatchCounter()
     out = tmp_path_factory.mktemp("run")
-    run = train(ExperimentConfig.from_flat(model="ptpm", depth=4, epochs=3, batch_size=512, seed=1), out,
-                dataset=dataset, split=split, verbose=0, callbacks=[counter])
+    config = ExperimentConfig.from_flat(model="ptpm", depth=4, epochs=3, batch_size=512, seed=1)
+    run = train(config, out, dataset=dataset, split=split, verbose=0, callbacks=[counter])
     return run, counter, out
 
 
@@ -50,8 +50,9 @@ def test_short_training_beats_the_best_constant_clearly(sim, ptpm_run, model):
     if model == "ptpm":
         metrics = ptpm_run[0].metrics
     else:
-        metrics = train(ExperimentConfig.from_flat(model=model, depth=4, epochs=3, batch_size=512, seed=1),
-                        dataset=dataset, split=split, verbose=0).metrics
+        config = ExperimentConfig.from_flat(model=model, depth=4, epochs=3, batch_size=512,
+                                            seed=1)
+        metrics = train(config, dataset=dataset, split=split, verbose=0).metrics
     y = split.test["watch_time"].to_numpy()
     constant_mae = mae(y, np.full_like(y, np.median(split.train["watch_time"])))
     assert metrics["mae"] < 0.85 * constant_mae
@@ -130,8 +131,9 @@ def test_training_runs_on_each_real_format_sample(name, tmp_path):
     folder = {"kuairec": "kuairec-sample", "kuairand": "kuairand-sample",
               "cikm16": "cikm16-diginetica-sample"}[name]
     data_dir = Path(__file__).parent / "data" / folder
-    run = train(ExperimentConfig.from_flat(model="ptpm", dataset=name, data_dir=str(data_dir), depth=3,
-                            epochs=1, batch_size=128), tmp_path, verbose=0)
+    config = ExperimentConfig.from_flat(model="ptpm", dataset=name, data_dir=str(data_dir),
+                                        depth=3, epochs=1, batch_size=128)
+    run = train(config, tmp_path, verbose=0)
     assert run.metrics["dataset"] == name and run.metrics["n_test"] > 0
     assert np.isfinite(run.metrics["mae"]) and 0.0 <= run.metrics["xauc"] <= 1.0
     assert {"user_id", "item_id"} <= set(run.model.encoder.categorical)
