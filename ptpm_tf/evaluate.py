@@ -84,6 +84,8 @@ def evaluate_prepared(model: WatchTimeModel, prepared, part: str, model_name: st
             labels = pd.DataFrame({c: batch[c].numpy()[pick] for c in (LABEL, DURATION)
                                    if c in batch})
             inputs = head.diagnostic_inputs({k: v[pick] for k, v in pred.items()}, labels)
+            if inputs is None:  # a head without diagnostics: stop subsampling for them
+                diagnostics = False
             for k, v in (inputs or {}).items():
                 diag_parts.setdefault(k, []).append(v)
     cat = {k: np.concatenate(v) for k, v in kept.items()}
