@@ -57,6 +57,11 @@ class DataConfig:
                                              "there is a timestamp)")
     prepared: Optional[str] = setting(None, "a prepared directory (ptpm-tf data prepare) to "
                                             "stream from instead of loading the data")
+    fit_rows: int = setting(2_000_000, "with --prepared: the heads fit their constants (the "
+                                       "tree's leaf boundaries, quantile tables) on a uniform "
+                                       "sample of at most this many training labels, so "
+                                       "memory does not grow with the log (CDF error "
+                                       "<= 0.0014 at 2M, p = 0.999)", low=1)
 
     def __post_init__(self):
         validate(self)

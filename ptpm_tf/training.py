@@ -264,8 +264,9 @@ def train(config: ExperimentConfig, out_dir: Optional[Path] = None, *,
         backup.check_config(config)
     if prepared is not None:
         encoder = prepared.encoder()
-        # the heads fit their constants from the training labels alone (16 bytes a row)
-        adapt_frame = prepared.train_labels()
+        # the heads fit their constants from the training labels alone (16 bytes a row),
+        # sampled down to fit_rows: bounded memory and time to the first batch
+        adapt_frame = prepared.train_labels(config.data.fit_rows, seed=config.seed)
     else:
         encoder = FeatureEncoder.from_frame(split.train, dataset.categorical, dataset.numeric)
         adapt_frame = split.train

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 import ptpm_tf  # noqa: F401
@@ -98,6 +99,23 @@ def test_chunked_prepare_equals_the_in_memory_load(source, prepared_dir, monkeyp
     assert meta["disk"]["bytes_per_row"] > 0
 
 
+def test_train_labels_sample_is_a_seeded_subset_in_time_order(prepared_dir):
+    """--fit-rows: the heads fit on a uniform sample without replacement, read row group by
+    row group (the file holds several), rows kept in time order with their durations."""
+    p = open_prepared(prepared_dir)
+    full = p.train_labels()
+    n = len(full)
+    assert pq.ParquetFile(prepared_dir / "train_labels.parquet").num_row_groups > 1
+    assert p.train_labels(n).equals(full)
+    k = n // 3
+    sample = p.train_labels(k, seed=5)
+    assert len(sample) == k and list(sample.columns) == list(full.columns)
+    rows = np.sort(np.random.default_rng(5).choice(n, k, replace=False))
+    assert sample.equals(full.iloc[rows].reset_index(drop=True))
+    assert sample.equals(p.train_labels(k, seed=5))
+    assert not sample.equals(p.train_labels(k, seed=6))
+
+
 def test_strict_prepare_fails_on_the_same_line(source, tmp_path, monkeypatch):
     monkeypatch.setenv("PTPM_TF_NO_CACHE", "1")
     with pytest.raises(DataError) as memory:
@@ -122,10 +140,24 @@ def streamed_run(prepared_dir, tmp_path_factory):
     from ptpm_tf.config import ExperimentConfig
     from ptpm_tf.training import train
     out = tmp_path_factory.mktemp("run") / "r"
+    # fit_rows below the ~2,400 training rows: the heads fit on a sample of the labels
     config = ExperimentConfig.from_flat(model="ptpm", prepared=str(prepared_dir), depth=3,
-                                        epochs=1, batch_size=256)
+                                        epochs=1, batch_size=256, fit_rows=1000)
     run = train(config, out, verbose=0)
     return out, run
+
+
+def test_heads_fit_on_the_fit_rows_sample(prepared_dir, streamed_run):
+    from ptpm_tf.training import build_model
+    _, run = streamed_run
+    p = open_prepared(prepared_dir)
+    bounds = {}
+    for rows in (1000, None):
+        model = build_model(run.config, p.encoder())
+        model.head.adapt(p.train_labels(rows, seed=run.config.seed))
+        bounds[rows] = model.head.leaf_bounds.numpy()
+    np.testing.assert_array_equal(run.model.head.leaf_bounds.numpy(), bounds[1000])
+    assert not np.array_equal(bounds[1000], bounds[None])
 
 
 def test_streamed_evaluation_is_exact(prepared_dir, streamed_run):

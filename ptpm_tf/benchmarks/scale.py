@@ -225,7 +225,7 @@ def _stream_phase(data_dir: str, steps: Optional[int] = None) -> dict:
     config = ExperimentConfig.from_flat(model="ptpm", dataset=prepared.name,
                                         prepared=str(prepared.path), epochs=1)
     model = build_model(config, prepared.encoder())
-    labels = prepared.train_labels()
+    labels = prepared.train_labels(config.data.fit_rows, seed=config.seed)
     model.head.adapt(labels)
     probe = labels.iloc[:2]
     del labels

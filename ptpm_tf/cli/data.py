@@ -13,13 +13,13 @@ def add_parser(sub) -> None:
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     q = data_sub.add_parser("inspect", help="rows, users, items, quantiles and a PNG of the "
                                             "watch-time distributions (paper Fig. 2)")
-    add_settings(q, DataConfig, skip=("split", "prepared"))
+    add_settings(q, DataConfig, skip=("split", "prepared", "fit_rows"))
     q.add_argument("--seed", type=int, default=0, help="seed of the simulator's draw")
     q.add_argument("--out", default="results/inspect", help="folder for summary.json and the PNG")
     q.set_defaults(func=run_inspect)
     q = data_sub.add_parser("prepare", help="convert a dataset once into time-ordered TFRecord "
                                             "shards that train/evaluate/predict stream from")
-    add_settings(q, DataConfig, skip=("prepared",))
+    add_settings(q, DataConfig, skip=("prepared", "fit_rows"))
     q.add_argument("--seed", type=int, default=0, help="seed of the simulator's draw")
     q.add_argument("--out", required=True, help="prepared directory to write")
     q.add_argument("--shard-rows", type=positive_int, default=1_000_000,
