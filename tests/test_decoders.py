@@ -53,6 +53,13 @@ def test_cdf_and_survival_of_the_hand_built_distribution():
     assert np.isnan(nan[0])
 
 
+def test_nan_leaf_probabilities_decode_to_nan_without_an_error():
+    """A diverged model's NaN probabilities come out as NaN quantiles (which the serving
+    checks reject by name) instead of an out-of-range gather deep in the graph."""
+    q = _q([[np.nan, np.nan], [0.4, 0.6]], [0.5, 0.9])
+    assert np.isnan(q[0]).all() and np.isfinite(q[1]).all()
+
+
 def test_tied_labels_zero_width_leaves_by_hand():
     # 50 % of the training labels are 0: leaves 0 and 1 are [0, 0], leaf 2 is [0, 10]
     knots = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 5.0, 10.0]], np.float32)

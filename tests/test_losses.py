@@ -33,6 +33,20 @@ def test_ucl_weights_are_inverse_reach_probabilities_before_clipping():
     np.testing.assert_allclose(normed[0, 2], 1.0, rtol=1e-5)
 
 
+def test_ucl_weights_stay_finite_for_nodes_a_sample_cannot_reach():
+    """A node off a sample's path with reach probability below float32's range (log reach
+    < -88.7: exp overflows) must not turn its classifier's weights NaN for the batch."""
+    log_reach = tf.constant([[0.0, -200.0, -1.0], [0.0, -1.0, -1.0]])
+    on_path = tf.constant([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    for max_weight in (10.0, 0.0):
+        for normalize in (True, False):
+            w = losses.ucl_weights(log_reach, on_path, max_weight, normalize).numpy()
+            assert np.all(np.isfinite(w)), (max_weight, normalize, w)
+            assert w[0, 1] == 0.0 and w[1, 2] == 0.0
+    w = losses.ucl_weights(log_reach, on_path, 2.0, False).numpy()
+    np.testing.assert_allclose(w, [[1.0, 0.0, 2.0], [1.0, 2.0, 0.0]], rtol=1e-6)
+
+
 def test_path_cross_entropy_is_minus_log_leaf_probability():
     ops = TreeOps(TreeGeometry(3))
     rng = np.random.default_rng(0)

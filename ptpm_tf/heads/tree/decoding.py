@@ -189,8 +189,9 @@ def _cumulative(leaf_prob: tf.Tensor, n_leaves: int) -> tf.Tensor:
 
 def _knot_at(knots: tf.Tensor, u: tf.Tensor, m: int) -> tf.Tensor:
     """Seconds at knot position ``u`` in ``[0, M]`` (linear between knots ``floor(u)`` and
-    ``floor(u) + 1``)."""
-    i = tf.minimum(tf.cast(u, tf.int32), m - 1)  # u >= 0: the cast floors
+    ``floor(u) + 1``). A NaN ``u`` (NaN leaf probabilities) gives NaN, not an
+    out-of-range gather: its cast to int32 is clipped into range."""
+    i = tf.clip_by_value(tf.cast(u, tf.int32), 0, m - 1)  # u >= 0: the cast floors
     x0 = tf.gather(knots, i)
     return x0 + (u - tf.cast(i, tf.float32)) * (tf.gather(knots, i + 1) - x0)
 

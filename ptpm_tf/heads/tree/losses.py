@@ -39,10 +39,17 @@ def ucl_weights(log_reach: tf.Tensor, on_path: tf.Tensor, max_weight: float,
     node by their mean over the batch's samples on that node (the self-normalised IPS
     estimator), which keeps each classifier's loss on its unweighted scale. The mean is
     over the global batch when it is split over replicas.
+
+    ``-log_reach`` is capped at 80 before the ``exp`` and nodes off the path get 0 by
+    selection, not by multiplication: a node a sample almost never reaches
+    (``log_reach < -88.7``) overflowed ``exp`` to ``inf``, and ``inf * 0`` made its
+    column's batch mean, hence every weight of that classifier, NaN (seen at depth 8).
+    Any clip below ``e^80`` gives the same weights as clipping the uncapped ``exp``.
     """
-    w = tf.exp(-tf.stop_gradient(log_reach)) * on_path
+    w = tf.exp(tf.minimum(-tf.stop_gradient(log_reach), 80.0))
     if max_weight > 0:
         w = tf.minimum(w, max_weight)
+    w = tf.where(on_path > 0.0, w, 0.0)
     if self_normalize:
         total, count = distribute.global_sum((tf.reduce_sum(w, 0), tf.reduce_sum(on_path, 0)))
         mean_w = tf.math.divide_no_nan(total, count)
