@@ -3,6 +3,7 @@ significance test on hand-made numbers."""
 import json
 import math
 
+import numpy as np
 import pytest
 
 import ptpm_tf  # noqa: F401
@@ -177,3 +178,28 @@ def test_throughput_interleaves_models_and_reports_ratios():
     with pytest.raises(ValueError, match="unknown model"):
         measure(["nope"], rows=100, depth=2, batch_size=64, repeats=1)
 
+
+
+def test_gap_decomposition_adds_the_hidden_state():
+    """The hidden-state inputs are the rows' own mixture parameters, as numeric features."""
+    from ptpm_tf.benchmarks import gap_decomposition as gap
+    from ptpm_tf.data.simulator import simulate_with_truth
+    sim = simulate_with_truth(2000, seed=4)
+    ds = gap.with_hidden_state(sim)
+    assert ds.numeric == [*sim.dataset.numeric, *(f"hidden_{n}" for n in gap.HIDDEN)]
+    np.testing.assert_array_equal(ds.frame["hidden_p_complete"], sim.mixture.p_complete)
+    assert "hidden_p_complete" not in sim.dataset.frame  # the observable data is untouched
+
+
+@pytest.mark.slow
+def test_gap_decomposition_trains_both_inputs_and_resumes(tmp_path):
+    from ptpm_tf.benchmarks import gap_decomposition as gap
+    args = ["--rows", "2000", "--seeds", "4", "--variants", "mse", "--epochs", "1",
+            "--out", str(tmp_path)]
+    assert gap.main(args) == 0
+    records = json.loads((tmp_path / "results.json").read_text())
+    assert [r["inputs"] for r in records] == ["observable", "hidden state"]
+    assert all(np.isfinite(r["mae"]) and r["mae"] >= 0 for r in records)
+    assert gap.main(args) == 0  # resumes: nothing new to train
+    assert len(json.loads((tmp_path / "results.json").read_text())) == 2
+    assert "| mse | hidden state | 1 |" in gap.summary(records)
