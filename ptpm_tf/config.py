@@ -55,6 +55,10 @@ class DataConfig:
                                   "counting it")
     split: tuple = setting((0.8, 0.1, 0.1), "train,validation,test fractions (by time if "
                                              "there is a timestamp)")
+    history_features: bool = setting(False, "add each row's user and item viewing history "
+                                            "(earlier views: count, mean watch ratio, "
+                                            "completion rate) as numeric features; needs a "
+                                            "timestamp, not with --prepared")
     prepared: Optional[str] = setting(None, "a prepared directory (ptpm-tf data prepare) to "
                                             "stream from instead of loading the data")
     fit_rows: int = setting(2_000_000, "with --prepared: the heads fit their constants (the "
@@ -74,6 +78,9 @@ class DataConfig:
             raise ConfigError(f"split fractions must be three positive numbers summing to 1 "
                               f"(train,validation,test), got {','.join(map(str, split))}")
         object.__setattr__(self, "split", tuple(float(f) for f in split))
+        if self.history_features and self.prepared is not None:
+            raise ConfigError("--history-features is not available with --prepared yet "
+                              "(computed in memory only)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -60,6 +60,7 @@ class BenchmarkConfig:
     spec: Optional[str] = same_as(DataConfig, "spec")
     rows: Optional[int] = same_as(DataConfig, "rows")
     strict: bool = same_as(DataConfig, "strict")
+    history_features: bool = same_as(DataConfig, "history_features")
     models: tuple = setting(DEFAULT_MODELS, "comma-separated models and variants (default: "
                                             "the eight of Table 2)")
     seeds: int = setting(3, "seeds 0..K-1 (data draw, split, init)", low=1)
@@ -85,7 +86,8 @@ class BenchmarkConfig:
     def data_config(self) -> DataConfig:
         """The :class:`ptpm_tf.config.DataConfig` every run of the benchmark reads."""
         return DataConfig(dataset=self.dataset, data_dir=self.data_dir, spec=self.spec,
-                          rows=self.rows, strict=self.strict)
+                          rows=self.rows, strict=self.strict,
+                          history_features=self.history_features)
 
     def __post_init__(self):
         validate(self)
@@ -288,8 +290,8 @@ JSON_FORMAT = {"indent": 1, "default": _json_default}
 
 
 #: settings that change what a finished run means: resuming with others would mix results
-RUN_DEFINING = ("data_dir", "spec", "rows", "depth", "epochs", "batch_size", "learning_rate",
-                "patience", "tower")
+RUN_DEFINING = ("data_dir", "spec", "rows", "history_features", "depth", "epochs",
+                "batch_size", "learning_rate", "patience", "tower")
 
 
 def _check_resumable(out: Path, config: BenchmarkConfig) -> None:
@@ -300,6 +302,7 @@ def _check_resumable(out: Path, config: BenchmarkConfig) -> None:
         return
     old = json.loads(path.read_text())
     new = json.loads(json.dumps(dataclasses.asdict(config), default=_json_default))
+    old.setdefault("history_features", False)  # folders from before the setting existed
     diff = [f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in RUN_DEFINING
             if old.get(k) != new.get(k)]
     if old.get("dataset") == config.dataset and diff:

@@ -49,9 +49,14 @@ def _loaders() -> Dict[str, Callable[..., Dataset]]:
 
 
 def load(data, seed: int = 0) -> Dataset:
-    """The dataset a :class:`ptpm_tf.config.DataConfig` names (``strict`` honoured)."""
-    return load_dataset(data.dataset, data_dir=data.data_dir, spec=data.spec, rows=data.rows,
-                        seed=seed, strict=data.strict)
+    """The dataset a :class:`ptpm_tf.config.DataConfig` names (``strict`` honoured), with
+    the viewing-history features when ``history_features`` is set."""
+    ds = load_dataset(data.dataset, data_dir=data.data_dir, spec=data.spec, rows=data.rows,
+                      seed=seed, strict=data.strict)
+    if getattr(data, "history_features", False):
+        from ptpm_tf.data.history import add_history_features
+        ds = add_history_features(ds)
+    return ds
 
 
 def load_and_split(data, seed: int = 0) -> Tuple[Dataset, Split]:
