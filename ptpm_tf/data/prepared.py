@@ -25,8 +25,9 @@ cuts the merged stream into the splits at the same row counts as an in-memory sp
 split is the same. While the training rows go by it accumulates the encoder's vocabularies
 and normalisation statistics (exactly as :meth:`FeatureEncoder.from_frame` computes them)
 and a uniform sample of the labels for the quantiles. Memory: one chunk in pass 1; in
-pass 2 a bounded buffer per run, the vocabulary counts (one entry per distinct id in the
-training split) and the label sample. Without a timestamp the split is the seeded random
+pass 2 a bounded buffer per run plus the row group its reader holds (runs are written in
+small row groups), the vocabulary counts (one entry per distinct id in the training
+split) and the label sample. Without a timestamp the split is the seeded random
 one of :func:`split_dataset`, whose permutation takes 8 bytes per row.
 
 **Label quantiles** (``meta.json`` ``label_quantiles``) are given for ``watch_time`` and for
@@ -74,6 +75,10 @@ DEFAULT_CHUNK_ROWS = 500_000
 _SEQ = "_seq"
 #: rows buffered per run while merging, in all (split among the runs)
 _MERGE_BUDGET = 500_000
+#: row-group size of the sorted runs: a run's reader holds one row group while merging,
+#: so with Parquet's default (a whole 500k-row chunk per group) memory grew with the
+#: number of runs, i.e. with the rows (5.1 GB at 50M rows)
+_RUN_ROW_GROUP = 8_192
 #: most frequent values kept per categorical feature (as FeatureEncoder.from_frame)
 MAX_TOKENS = 200_000
 
@@ -403,7 +408,8 @@ def prepare(name: str, out_dir, *, data_dir=None, spec=None, rows: Optional[int]
                 k = _kind(frame[c])
                 kinds[c] = "string" if "string" in (k, kinds.get(c)) else k
             path = runs_dir / f"run-{len(runs):05d}.parquet"
-            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path,
+                           row_group_size=_RUN_ROW_GROUP)
             runs.append(path)
             n += len(frame)
             say(f"read {n:,} rows")
