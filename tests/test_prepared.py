@@ -116,6 +116,26 @@ def test_train_labels_sample_is_a_seeded_subset_in_time_order(prepared_dir):
     assert not sample.equals(p.train_labels(k, seed=6))
 
 
+def test_many_runs_merge_in_passes_to_the_same_shards(source, prepared_dir, tmp_path,
+                                                       monkeypatch):
+    """Beyond _MAX_FAN_IN sorted runs, prepare merges them in groups first (a multi-pass
+    external merge); the shards, the split and the statistics are the one-pass ones."""
+    import ptpm_tf.data.prepared as P
+    monkeypatch.setattr(P, "_MAX_FAN_IN", 3)  # ~11 runs of 300 rows: two extra passes
+    merged = open_prepared(prepare("csv", tmp_path / "p", spec=str(source), shard_rows=500,
+                                   chunk_rows=300) and tmp_path / "p")
+    ref = open_prepared(prepared_dir)
+    for key in ("split", "label_quantiles", "rows", "dtypes"):
+        assert merged.meta[key] == ref.meta[key], key
+    enc, ref_enc = merged.meta["encoder"], ref.meta["encoder"]
+    assert enc["categorical"] == ref_enc["categorical"]
+    for name, stats in ref_enc["numeric"].items():  # moments merged over other frame sizes
+        assert enc["numeric"][name] == pytest.approx(stats, rel=1e-12), name
+    for part in ("train", "validation", "test"):
+        pd.testing.assert_frame_equal(merged.frame(part), ref.frame(part))
+    assert not (tmp_path / "p" / ".runs").exists()
+
+
 def test_strict_prepare_fails_on_the_same_line(source, tmp_path, monkeypatch):
     monkeypatch.setenv("PTPM_TF_NO_CACHE", "1")
     with pytest.raises(DataError) as memory:

@@ -26,8 +26,9 @@ split is the same. While the training rows go by it accumulates the encoder's vo
 and normalisation statistics (exactly as :meth:`FeatureEncoder.from_frame` computes them)
 and a uniform sample of the labels for the quantiles. Memory: one chunk in pass 1; in
 pass 2 a bounded buffer per run plus the row group its reader holds (runs are written in
-small row groups), the vocabulary counts (one entry per distinct id in the training
-split) and the label sample. Without a timestamp the split is the seeded random
+small row groups; beyond :data:`_MAX_FAN_IN` runs they are first merged in groups, so the
+number of readers is bounded too), the vocabulary counts (one entry per distinct id in the
+training split) and the label sample. Without a timestamp the split is the seeded random
 one of :func:`split_dataset`, whose permutation takes 8 bytes per row.
 
 **Label quantiles** (``meta.json`` ``label_quantiles``) are given for ``watch_time`` and for
@@ -79,6 +80,10 @@ _MERGE_BUDGET = 500_000
 #: so with Parquet's default (a whole 500k-row chunk per group) memory grew with the
 #: number of runs, i.e. with the rows (5.1 GB at 50M rows)
 _RUN_ROW_GROUP = 8_192
+#: runs merged at once; more runs are first merged in groups of this many into longer
+#: runs (another pass over the disk), so the merge's readers stay this many whatever the
+#: row count (each holds about 10-20 MB)
+_MAX_FAN_IN = 32
 #: most frequent values kept per categorical feature (as FeatureEncoder.from_frame)
 MAX_TOKENS = 200_000
 
@@ -304,16 +309,51 @@ def _split_sizes(n: int, fractions: Sequence[float]) -> List[int]:
     return [n_train, n_val, n - n_train - n_val]
 
 
+def _open_run(path: Path) -> pq.ParquetFile:
+    """A run opened for streaming: no pre-buffering of whole column chunks (pyarrow's
+    default reads far ahead), a 1 MiB read buffer."""
+    return pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+
+
+def _reduce_runs(paths: List[Path], runs_dir: Path,
+                 normalize: Callable[[pd.DataFrame], pd.DataFrame]) -> List[Path]:
+    """Merge the time-sorted runs in groups of :data:`_MAX_FAN_IN` into longer sorted
+    runs until at most that many are left (the classic multi-pass external merge), so
+    the final merge opens a bounded number of readers. ``normalize`` gives every frame
+    the same column types (a categorical read as int in one chunk and as text in
+    another)."""
+    level = 0
+    while len(paths) > _MAX_FAN_IN:
+        merged = []
+        for g in range(0, len(paths), _MAX_FAN_IN):
+            group = paths[g:g + _MAX_FAN_IN]
+            out = runs_dir / f"merge{level}-{len(merged):05d}.parquet"
+            writer, schema = None, None
+            for frame in _merged_runs(group, by_time=True):
+                table = pa.Table.from_pandas(normalize(frame), schema=schema,
+                                             preserve_index=False)
+                if writer is None:
+                    schema = table.schema
+                    writer = pq.ParquetWriter(out, schema)
+                writer.write_table(table, row_group_size=_RUN_ROW_GROUP)
+            writer.close()
+            for p in group:
+                p.unlink()
+            merged.append(out)
+        paths, level = merged, level + 1
+    return paths
+
+
 def _merged_runs(paths: List[Path], by_time: bool) -> Iterator[pd.DataFrame]:
     """The rows of the runs in (timestamp, file order), in frames of bounded size; the
     runs in file order when not ``by_time``."""
     if not by_time:
         for p in paths:
-            for batch in pq.ParquetFile(p).iter_batches(batch_size=1 << 18):
+            for batch in _open_run(p).iter_batches(batch_size=1 << 18):
                 yield batch.to_pandas()
         return
     per_run = max(10_000, _MERGE_BUDGET // max(1, len(paths)))
-    iters = [pq.ParquetFile(p).iter_batches(batch_size=per_run) for p in paths]
+    iters = [_open_run(p).iter_batches(batch_size=per_run) for p in paths]
     buffers: List[Optional[pd.DataFrame]] = [None] * len(paths)
 
     def refill(i):
@@ -448,10 +488,17 @@ def prepare(name: str, out_dir, *, data_dir=None, spec=None, rows: Optional[int]
         bounds = np.cumsum(sizes)
         boundaries: Dict[str, float] = {}
         done = 0
-        for frame in _merged_runs(runs, by_time):
+
+        def as_text(frame: pd.DataFrame) -> pd.DataFrame:
             for c, k in kinds.items():
                 if k == "string" and c in ds0.categorical:
                     frame[c] = frame[c].astype(str)
+            return frame
+
+        if by_time:
+            runs = _reduce_runs(runs, runs_dir, as_text)
+        for frame in _merged_runs(runs, by_time):
+            frame = as_text(frame)
             if by_time:
                 pos = np.arange(done, done + len(frame))
                 part = np.searchsorted(bounds, pos, side="right")
