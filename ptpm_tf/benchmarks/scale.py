@@ -232,12 +232,12 @@ def _stream_phase(data_dir: str, steps: Optional[int] = None) -> dict:
     data, _ = streaming_train_data(prepared, model, config, tf.distribute.get_strategy(), probe)
     next(iter(data))
     first = time.perf_counter() - start
-    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.training.learning_rate))
     t = time.perf_counter()
     model.fit(data, epochs=1, verbose=0, steps_per_epoch=steps)
     secs = time.perf_counter() - t
     n = prepared.rows("train")
-    seen = n if steps is None else min(n, steps * config.batch_size)
+    seen = n if steps is None else min(n, steps * config.training.batch_size)
     save_run(Run(config, model, prepared, None, {}, {}, secs), Path(data_dir) / "run")
     out = {"train_rows": n, "first_batch_seconds": round(first, 2),
            "epoch_samples_per_second": round(seen / secs, 1)}
