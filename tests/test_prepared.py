@@ -110,10 +110,28 @@ def test_train_labels_sample_is_a_seeded_subset_in_time_order(prepared_dir):
     k = n // 3
     sample = p.train_labels(k, seed=5)
     assert len(sample) == k and list(sample.columns) == list(full.columns)
-    rows = np.sort(np.random.default_rng(5).choice(n, k, replace=False))
-    assert sample.equals(full.iloc[rows].reset_index(drop=True))
     assert sample.equals(p.train_labels(k, seed=5))
     assert not sample.equals(p.train_labels(k, seed=6))
+    # the sample's rows appear in the full split, in the same order (a subsequence)
+    values, i = full.to_numpy(), 0
+    for row in sample.to_numpy():
+        while i < n and not np.array_equal(values[i], row):
+            i += 1
+        assert i < n, "the sample is not a subsequence of the training labels"
+        i += 1
+    # uniform: over many seeds every row is drawn about k / n of the time (rows whose
+    # labels repeat are left out: they cannot be told apart)
+    keys = [tuple(r) for r in values]
+    unique = ~pd.Series(keys).duplicated(keep=False).to_numpy()
+    index = {key: j for j, key in enumerate(keys)}
+    counts = np.zeros(n)
+    seeds = 300
+    for seed in range(seeds):
+        for r in p.train_labels(k, seed=seed).to_numpy():
+            counts[index[tuple(r)]] += 1
+    share = counts[unique] / seeds
+    sd = np.sqrt(k / n * (1 - k / n) / seeds)
+    assert unique.sum() > n // 2 and np.all(np.abs(share - k / n) < 5.5 * sd)
 
 
 def test_many_runs_merge_in_passes_to_the_same_shards(source, prepared_dir, tmp_path,

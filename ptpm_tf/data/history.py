@@ -12,10 +12,11 @@ over the **earlier** rows (in time order) of the same user, and of the same item
 - ``*_hist_log_seconds``: their mean ``log1p(w)``.
 
 Means are shrunk toward the mean of every earlier row of the log by ``PRIOR_VIEWS``
-pseudo-views, so a user's first view gets the log's mean so far rather than an empty mean. A row's
-own label never enters its features (strictly earlier rows only), so training on them does
-not leak the label; at serving time they are what the logging system knows about the user
-and item at the request, passed in the request like any numeric feature.
+pseudo-views, so a user's first view gets the log's mean so far rather than an empty
+mean. A row's own label never enters its features (strictly earlier rows only), so
+training on them does not leak the label; at serving time they are what the logging
+system knows about the user and item at the request, passed in the request like any
+numeric feature.
 """
 from __future__ import annotations
 
@@ -32,15 +33,15 @@ PRIOR_VIEWS = 5.0
 RATIO_CAP = 5.0
 
 
+#: whose history: the prefix of the feature names and the id column
+_SIDES = {"user": USER, "item": ITEM}
+
+
 def history_columns(dataset: Dataset) -> List[str]:
     """The names :func:`add_history_features` adds to ``dataset``."""
     stats = (["ratio", "complete"] if dataset.has_duration else []) + ["log_seconds"]
-    return [f"{side}_hist_{s}" for side in ("user", "item") if side_col(side) in
+    return [f"{side}_hist_{s}" for side, col in _SIDES.items() if col in
             dataset.frame.columns for s in ["views", *stats]]
-
-
-def side_col(side: str) -> str:
-    return {"user": USER, "item": ITEM}[side]
 
 
 def add_history_features(dataset: Dataset) -> Dataset:
@@ -63,7 +64,7 @@ def add_history_features(dataset: Dataset) -> Dataset:
     added = history_columns(dataset)
     for name in added:
         side, stat = name.split("_hist_")
-        keys = frame[side_col(side)].to_numpy()[order]
+        keys = frame[_SIDES[side]].to_numpy()[order]
         if stat == "views":
             col = _earlier_counts(keys)
         else:
