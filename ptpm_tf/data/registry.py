@@ -53,7 +53,7 @@ def load(data, seed: int = 0) -> Dataset:
     the viewing-history features when ``history_features`` is set."""
     ds = load_dataset(data.dataset, data_dir=data.data_dir, spec=data.spec, rows=data.rows,
                       seed=seed, strict=data.strict)
-    if getattr(data, "history_features", False):
+    if data.history_features:
         from ptpm_tf.data.history import add_history_features
         ds = add_history_features(ds)
     return ds
