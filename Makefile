@@ -18,13 +18,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/ptpm-tf demo --out runs/demo
 
-## Test suite (what CI runs).
+## Test suite (what CI runs): two test processes, one per core (most tests run TensorFlow on
+## small tensors, one thread busy); a file's tests stay in one process (--dist loadfile).
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 ## Fast tier for development: the suite without the tests marked slow (every module still runs).
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 clean:
 	rm -rf runs results build *.egg-info
