@@ -89,6 +89,8 @@ def _fail(err: BaseException, debug: bool) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     debug = getattr(args, "debug", False)
+    if getattr(args, "before_tensorflow", None):  # a command's TensorFlow settings
+        args.before_tensorflow(args)
     try:
         _import_tensorflow_quietly(getattr(args, "strategy", None))
     except ValueError as err:  # e.g. --strategy multi_worker without TF_CONFIG

@@ -3,6 +3,7 @@ served model (or offline scoring of a file), and the serving latency load test."
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -98,6 +99,20 @@ def predict_cmd(args) -> int:
     return 0
 
 
+def _predict_environment(args) -> None:
+    """Offline scoring of a CSV or Parquet file uses TensorFlow's BFC CPU allocator. The
+    default one hands the model's large per-batch tensors fresh pages on every call when
+    the batches come from Python (3.6M page faults, 14 s of system time on 2M rows;
+    BENCHMARKS.md); BFC reuses them. TensorFlow reads the setting when it first
+    allocates, so it is set before TensorFlow starts. Not set for a prepared directory,
+    whose batches come from TensorFlow's own reader and do not fault, nor for the other
+    commands: there BFC costs time (the training step's throughput halves, measured)."""
+    # a prepared directory holds meta.json (ptpm_tf.data.prepared.META; not imported here:
+    # that module loads TensorFlow, whose start-up lines the CLI mutes)
+    if (args.run or args.export) and not (Path(args.input) / "meta.json").is_file():
+        os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
+
+
 def _score_offline(args) -> int:
     from ptpm_tf.scoring import score
     if not args.output:
@@ -180,7 +195,7 @@ def add_parser(sub) -> None:
                                     "or to this .parquet file, one row per input row "
                                     "(offline)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
-    p.set_defaults(func=predict_cmd)
+    p.set_defaults(func=predict_cmd, before_tensorflow=_predict_environment)
 
     p = sub.add_parser("loadtest", help="latency percentiles and throughput of served models, "
                                         "side by side")
