@@ -275,6 +275,55 @@ def test_batch_scoring_bad_input_exits_2_naming_the_place(streamed_run, prepared
     assert not (tmp_path / "o.parquet").exists()
 
 
+def test_batch_scoring_writes_row_groups_in_order_on_its_writer_thread(streamed_run,
+                                                                        prepared_dir, tmp_path,
+                                                                        monkeypatch):
+    from ptpm_tf import scoring
+    out, _ = streamed_run
+    monkeypatch.setattr(scoring, "ROW_GROUP_ROWS", 256)
+    frame = open_prepared(prepared_dir).frame("test")
+    frame.to_parquet(tmp_path / "in.parquet")
+    stats = scoring.score(tmp_path / "in.parquet", tmp_path / "o.parquet", run=str(out),
+                          batch_size=100, progress=False)
+    assert stats["rows"] == len(frame)
+    written = pq.ParquetFile(tmp_path / "o.parquet")
+    assert written.metadata.num_row_groups == -(-len(frame) // 300)  # 3 batches a group
+    np.testing.assert_array_equal(written.read().column(ROW).to_numpy(),
+                                  np.arange(len(frame)))
+
+
+def test_row_group_writer_raises_its_error_in_the_callers_thread(tmp_path):
+    import pyarrow as pa
+    from ptpm_tf.scoring import _RowGroupWriter
+    writer = _RowGroupWriter(tmp_path / "o.parquet")
+    writer.put(pa.table({"a": [1.0, 2.0]}))
+    writer.put(pa.table({"b": ["x"]}))  # another schema: the Parquet writer refuses it
+    with pytest.raises(ValueError, match="schema"):
+        for _ in range(10):  # raised by a later put, or by close
+            writer.put(pa.table({"a": [3.0]}))
+        writer.close()
+    writer.abort()
+    # a writer stopped by its caller's error ends its thread
+    stopped = _RowGroupWriter(tmp_path / "p.parquet")
+    stopped.put(pa.table({"a": [1.0]}))
+    stopped.abort()
+    assert not stopped._thread.is_alive()
+
+
+def test_offline_scoring_of_a_file_selects_the_bfc_allocator(prepared_dir, tmp_path,
+                                                             monkeypatch):
+    import argparse
+    from ptpm_tf.cli.serving import _predict_environment
+    for given, expected in ((dict(run="r", input=str(tmp_path / "in.csv")), "true"),
+                            (dict(export="e", input=str(tmp_path / "in.parquet")), "true"),
+                            (dict(run="r", input=str(prepared_dir)), None),
+                            (dict(input=str(tmp_path / "in.csv")), None)):  # --server
+        monkeypatch.delenv("TF_CPU_ALLOCATOR_USE_BFC", raising=False)
+        args = argparse.Namespace(**{"run": None, "export": None, **given})
+        _predict_environment(args)
+        assert os.environ.get("TF_CPU_ALLOCATOR_USE_BFC") == expected, given
+
+
 @pytest.mark.slow
 def test_two_workers_read_disjoint_shards_and_train(prepared_dir, tmp_path):
     from test_distributed import TIMEOUT, _env, _free_ports, _kill, _start, _tail
