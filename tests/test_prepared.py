@@ -292,6 +292,28 @@ def test_batch_scoring_writes_row_groups_in_order_on_its_writer_thread(streamed_
                                   np.arange(len(frame)))
 
 
+def test_batch_scoring_writes_only_the_chosen_outputs(streamed_run, prepared_dir, tmp_path,
+                                                      capsys):
+    out, _ = streamed_run
+    frame = open_prepared(prepared_dir).frame("test").head(400)
+    frame.to_parquet(tmp_path / "in.parquet")
+    assert main(["predict", "--run", str(out), "--input", str(tmp_path / "in.parquet"),
+                 "--output", str(tmp_path / "all.parquet")]) == 0
+    assert main(["predict", "--run", str(out), "--input", str(tmp_path / "in.parquet"),
+                 "--output", str(tmp_path / "two.parquet"),
+                 "--outputs", "variance,watch_time"]) == 0
+    every, two = pd.read_parquet(tmp_path / "all.parquet"), pd.read_parquet(tmp_path / "two.parquet")
+    assert [c for c in two.columns if c not in (ROW, "user_id", "item_id", "timestamp")] \
+        == ["watch_time", "variance"]
+    for name in ("watch_time", "variance"):
+        np.testing.assert_array_equal(two[name].to_numpy(), every[name].to_numpy())
+    assert main(["predict", "--run", str(out), "--input", str(tmp_path / "in.parquet"),
+                 "--output", str(tmp_path / "bad.parquet"), "--outputs", "watch_tme"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "watch_tme" in err[0] and "watch_time" in err[0]
+    assert not (tmp_path / "bad.parquet").exists()
+
+
 def test_row_group_writer_raises_its_error_in_the_callers_thread(tmp_path):
     import pyarrow as pa
     from ptpm_tf.scoring import _RowGroupWriter

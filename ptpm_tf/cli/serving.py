@@ -49,6 +49,8 @@ def predict_cmd(args) -> int:
         if args.rows or args.tree or args.name:
             raise ValueError("predict: --name, --rows and --tree go with --server")
         return _score_offline(args)
+    if args.outputs:
+        raise ValueError("predict: --outputs goes with --run / --export (offline scoring)")
     if not args.server:
         raise ValueError("predict needs --server HOST:PORT, or --run / --export to score "
                          "offline")
@@ -118,7 +120,8 @@ def _score_offline(args) -> int:
     if not args.output:
         raise ValueError("predict --run/--export needs --output FILE.parquet")
     stats = score(args.input, args.output, run=args.run, export=args.export,
-                  signature=args.signature, batch_size=args.batch_size)
+                  signature=args.signature, batch_size=args.batch_size,
+                  outputs=csv_list(args.outputs, str) if args.outputs else None)
     print(f"scored {stats['rows']} rows in {stats['seconds']:.1f} s "
           f"({stats['rows_per_second']:,.0f} rows/s) -> {args.output}")
     return 0
@@ -185,6 +188,10 @@ def add_parser(sub) -> None:
                         "with --server and --export) or distribution (tree models: "
                         "quantiles, median, p_complete); offline with --run the default is "
                         "every output of the model")
+    p.add_argument("--outputs", metavar="NAMES",
+                   help="offline: write only these outputs of the signature, comma-separated "
+                        "(e.g. watch_time,variance); the model then computes only what they "
+                        "need. Default: all of them")
     p.add_argument("--rows", type=positive_int, help="send only the first N rows")
     p.add_argument("--tree", type=int, nargs="?", const=1, default=0, metavar="K",
                    help="print the personalised tree of the first K candidates (default 1)")
