@@ -1,4 +1,6 @@
 """Shared test set-up."""
+import os
+
 import pytest
 
 import ptpm_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before any test file imports TensorFlow)
@@ -10,6 +12,18 @@ def _isolated_dataset_cache(tmp_path_factory, monkeypatch):
     checkout (a second run would then read them), so each test caches in a temp folder.
     Tests of the cache location itself override this with their own monkeypatching."""
     monkeypatch.setenv("PTPM_TF_CACHE_DIR", str(tmp_path_factory.mktemp("ptpm-cache")))
+
+
+@pytest.fixture(autouse=True)
+def _process_environment_restored():
+    """``predict`` offline sets ``TF_CPU_ALLOCATOR_USE_BFC`` in the process environment;
+    run in-process by a test, it must not reach the worker processes later tests start."""
+    saved = os.environ.get("TF_CPU_ALLOCATOR_USE_BFC")
+    yield
+    if saved is None:
+        os.environ.pop("TF_CPU_ALLOCATOR_USE_BFC", None)
+    else:
+        os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = saved
 
 
 #: the files whose tests take longest (worker processes, trainings), collected first so that
