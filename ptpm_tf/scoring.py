@@ -57,10 +57,10 @@ def model_function(run: Optional[str] = None, export: Optional[str] = None,
     ``DIR/NAME`` holding numbered versions means its newest version. ``outputs``: only
     these of the outputs (the graph then computes only what they need); an unknown name
     is a ``ValueError`` listing the available ones."""
-    fn, specs = _model_function(run, export, signature)
+    fn, specs, output_names = _model_function(run, export, signature)
     if not outputs:
         return fn, specs
-    available = list(tf.function(fn).get_concrete_function(specs).structured_outputs)
+    available = output_names()
     unknown = [o for o in outputs if o not in available]
     if unknown:
         raise ValueError(f"no output {unknown[0]!r} here; the outputs are "
@@ -73,7 +73,10 @@ def model_function(run: Optional[str] = None, export: Optional[str] = None,
     return tf.function(selected, input_signature=[specs]), specs
 
 
-def _model_function(run, export, signature) -> Tuple[Callable, Dict[str, tf.TensorSpec]]:
+def _model_function(run, export, signature) -> Tuple[Callable, Dict[str, tf.TensorSpec],
+                                                      Callable[[], list]]:
+    """(function, input signature, a function listing its output names) of
+    :func:`model_function` before any selection of outputs."""
     if (run is None) == (export is None):
         raise ValueError("give one of --run and --export")
     if run is not None:
@@ -88,7 +91,8 @@ def _model_function(run, export, signature) -> Tuple[Callable, Dict[str, tf.Tens
         fn = tf.function(lambda features: model.head.decode(
             model.raw_outputs(features), features, distribution=distribution),
             input_signature=[specs])
-        return fn, specs
+        # the trace is cached: calling fn later inside tf.data reuses it
+        return fn, specs, lambda: list(fn.get_concrete_function().structured_outputs)
     path = Path(export)
     if not (path / "saved_model.pb").is_file():
         versions = sorted((p for p in path.iterdir() if p.name.isdigit()),
@@ -108,7 +112,7 @@ def _model_function(run, export, signature) -> Tuple[Callable, Dict[str, tf.Tens
         # reached through ``loaded``, which must stay alive: a tf.data function that
         # captured only the signature would find its variables deleted
         return loaded.signatures[name](**features)
-    return call, signature
+    return call, signature, lambda: list(loaded.signatures[name].structured_outputs)
 
 
 def _convert(column: pa.ChunkedArray, spec: tf.TensorSpec, file, name: str, first_row: int):

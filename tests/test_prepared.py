@@ -312,6 +312,19 @@ def test_batch_scoring_writes_only_the_chosen_outputs(streamed_run, prepared_dir
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "watch_tme" in err[0] and "watch_time" in err[0]
     assert not (tmp_path / "bad.parquet").exists()
+    # an export's signature, as TF Serving runs it
+    assert main(["export", "--run", str(out), "--export-dir", str(tmp_path / "export")]) == 0
+    assert main(["predict", "--export", str(tmp_path / "export" / "ptpm"), "--input",
+                 str(tmp_path / "in.parquet"), "--output", str(tmp_path / "ex.parquet"),
+                 "--outputs", "watch_time"]) == 0
+    exported = pd.read_parquet(tmp_path / "ex.parquet")
+    assert "watch_time" in exported.columns and "leaf_prob" not in exported.columns
+    np.testing.assert_allclose(exported["watch_time"].to_numpy(), every["watch_time"].to_numpy(),
+                               rtol=1e-5)
+    # a server's answer is not filtered here
+    assert main(["predict", "--server", "localhost:1", "--name", "ptpm", "--input",
+                 str(tmp_path / "in.parquet"), "--outputs", "watch_time"]) == 2
+    assert "--outputs goes with --run / --export" in capsys.readouterr().err
 
 
 def test_row_group_writer_raises_its_error_in_the_callers_thread(tmp_path):
