@@ -29,7 +29,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -57,9 +57,16 @@ def model_function(run: Optional[str] = None, export: Optional[str] = None,
     ``DIR/NAME`` holding numbered versions means its newest version. ``outputs``: only
     these of the outputs (the graph then computes only what they need); an unknown name
     is a ``ValueError`` listing the available ones."""
-    fn, specs, output_names = _model_function(run, export, signature)
+    fn, specs, output_names, model = _model_function(run, export, signature)
     if not outputs:
         return fn, specs
+    if model is not None and list(dict.fromkeys(outputs)) == ["watch_time"]:
+        # the point prediction alone: a tree's decode computes the global tree's median
+        # in the same pass as the personalised one's, which graph pruning cannot split
+        def point(features):
+            return {"watch_time": model.head.point_prediction(model.raw_outputs(features),
+                                                              features)}
+        return tf.function(point, input_signature=[specs]), specs
     available = output_names()
     unknown = [o for o in outputs if o not in available]
     if unknown:
@@ -74,9 +81,10 @@ def model_function(run: Optional[str] = None, export: Optional[str] = None,
 
 
 def _model_function(run, export, signature) -> Tuple[Callable, Dict[str, tf.TensorSpec],
-                                                      Callable[[], list]]:
-    """(function, input signature, a function listing its output names) of
-    :func:`model_function` before any selection of outputs."""
+                                                      Callable[[], list], Any]:
+    """(function, input signature, a function listing its output names, the Keras model
+    of a run or None for an export) of :func:`model_function` before any selection of
+    outputs."""
     if (run is None) == (export is None):
         raise ValueError("give one of --run and --export")
     if run is not None:
@@ -92,7 +100,7 @@ def _model_function(run, export, signature) -> Tuple[Callable, Dict[str, tf.Tens
             model.raw_outputs(features), features, distribution=distribution),
             input_signature=[specs])
         # the trace is cached: calling fn later inside tf.data reuses it
-        return fn, specs, lambda: list(fn.get_concrete_function().structured_outputs)
+        return fn, specs, lambda: list(fn.get_concrete_function().structured_outputs), model
     path = Path(export)
     if not (path / "saved_model.pb").is_file():
         versions = sorted((p for p in path.iterdir() if p.name.isdigit()),
@@ -112,7 +120,7 @@ def _model_function(run, export, signature) -> Tuple[Callable, Dict[str, tf.Tens
         # reached through ``loaded``, which must stay alive: a tf.data function that
         # captured only the signature would find its variables deleted
         return loaded.signatures[name](**features)
-    return call, signature, lambda: list(loaded.signatures[name].structured_outputs)
+    return call, signature, lambda: list(loaded.signatures[name].structured_outputs), None
 
 
 def _convert(column: pa.ChunkedArray, spec: tf.TensorSpec, file, name: str, first_row: int):

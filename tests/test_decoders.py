@@ -298,6 +298,22 @@ def test_tree_head_outputs_match_the_decoding_functions():
     assert set(out) == lean_keys | {"watch_time_mean", "watch_time_median", "quantiles",
                                     "p_complete"}
     assert "p_complete" not in h.decode(raw, {}, distribution=True)
+    # the decode maps fold the spread, the moments and the cumulative sum into one
+    # matmul: the served mean and variance are Eq. 2-3 over the pruned tree's leaves
+    leaf_prob = (reach * mask).numpy()
+    mean = leaf_prob @ h.node_value.numpy()
+    np.testing.assert_allclose(out["watch_time_mean"], mean, rtol=1e-5)
+    np.testing.assert_allclose(out["variance"],
+                               np.maximum(leaf_prob @ h.node_m2.numpy() - mean ** 2, 0),
+                               rtol=1e-4, atol=1e-3)
+    # a checkpoint from before the maps existed restores them as zeros: after_restore
+    # derives them again from the tree's constants
+    for m in (h.tree_decode_map, h.global_decode_map):
+        m.assign(tf.zeros_like(m))
+    h.after_restore()
+    again = h.decode(raw, {"duration": duration}, distribution=True)
+    for key in out:
+        np.testing.assert_array_equal(again[key], out[key])
     every = h.evaluation_outputs(raw, {})
     np.testing.assert_allclose(every["watch_time_global_median"], out["watch_time_global"])
     # any level, either tree, through the head's helpers

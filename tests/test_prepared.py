@@ -307,6 +307,12 @@ def test_batch_scoring_writes_only_the_chosen_outputs(streamed_run, prepared_dir
         == ["watch_time", "variance"]
     for name in ("watch_time", "variance"):
         np.testing.assert_array_equal(two[name].to_numpy(), every[name].to_numpy())
+    # the point prediction alone runs a lighter graph (no global tree): the same values
+    assert main(["predict", "--run", str(out), "--input", str(tmp_path / "in.parquet"),
+                 "--output", str(tmp_path / "point.parquet"), "--outputs", "watch_time"]) == 0
+    point = pd.read_parquet(tmp_path / "point.parquet")
+    assert "watch_time_global" not in point.columns
+    np.testing.assert_array_equal(point["watch_time"].to_numpy(), every["watch_time"].to_numpy())
     assert main(["predict", "--run", str(out), "--input", str(tmp_path / "in.parquet"),
                  "--output", str(tmp_path / "bad.parquet"), "--outputs", "watch_tme"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

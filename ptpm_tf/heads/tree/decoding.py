@@ -168,10 +168,10 @@ def leaf_distribution(leaf_prob: tf.Tensor, spread: tf.Tensor) -> tf.Tensor:
     return tf.matmul(leaf_prob, spread)
 
 
-def _sizes(leaf_prob: tf.Tensor, knots: tf.Tensor) -> tuple:
+def _sizes(n_leaves: int | None, knots: tf.Tensor) -> tuple:
     """(L, K, M = L*K) as Python ints. Both come from constants in the model; the serving
     path needs them static (no shape ops per request)."""
-    n_leaves, m = leaf_prob.shape[1], knots.shape[0]
+    m = knots.shape[0]
     if n_leaves is None or m is None:
         raise ValueError("decoding needs static shapes: leaf_prob [B, L] and knots [L*K+1]")
     m -= 1
@@ -180,11 +180,12 @@ def _sizes(leaf_prob: tf.Tensor, knots: tf.Tensor) -> tuple:
     return n_leaves, m // n_leaves, m
 
 
-def _cumulative(leaf_prob: tf.Tensor, n_leaves: int) -> tf.Tensor:
-    """[B, L] inclusive cumulative masses, as a matmul by a constant upper-triangular
-    matrix: on CPU, TF's ``cumsum`` kernel is ~10x slower than that matmul at [512, 64]
-    (measured)."""
-    return tf.matmul(leaf_prob, tf.constant(np.triu(np.ones((n_leaves, n_leaves), np.float32))))
+def cumulative_matrix(n_leaves: int) -> np.ndarray:
+    """[L, L+1] ``T[k, j] = 1`` iff ``k < j``: leaf probabilities times it are the
+    cumulative masses with a leading 0, ``C[:, j] = sum_{k < j} p_k`` (one matmul by a
+    constant: on CPU, TF's ``cumsum`` kernel is ~10x slower than that matmul at [512, 64],
+    measured). A matrix applied before it (the spread of a pruned tree) folds into it."""
+    return np.triu(np.ones((n_leaves, n_leaves + 1), np.float32), k=1)
 
 
 def _knot_at(knots: tf.Tensor, u: tf.Tensor, m: int) -> tf.Tensor:
@@ -199,23 +200,32 @@ def _knot_at(knots: tf.Tensor, u: tf.Tensor, m: int) -> tf.Tensor:
 def quantiles(leaf_prob: tf.Tensor, knots: tf.Tensor,
               levels: Sequence[float] | tf.Tensor) -> tf.Tensor:
     """[B, L] leaf probabilities, [L*K+1] knot grid (:func:`knot_grid`), [Q] (or [B, Q])
-    levels in (0, 1) -> [B, Q] quantiles ``inf{t : F(t) >= q}``.
+    levels in (0, 1) -> [B, Q] quantiles ``inf{t : F(t) >= q}``
+    (:func:`quantiles_from_cumulative` of their cumulative masses)."""
+    n_leaves, _, _ = _sizes(leaf_prob.shape[1], knots)
+    cum = tf.matmul(leaf_prob, tf.constant(cumulative_matrix(n_leaves)))
+    return quantiles_from_cumulative(cum, knots, levels)
+
+
+def quantiles_from_cumulative(cum: tf.Tensor, knots: tf.Tensor,
+                              levels: Sequence[float] | tf.Tensor) -> tf.Tensor:
+    """[B, L+1] cumulative leaf masses with a leading 0 (``p @`` :func:`cumulative_matrix`),
+    [L*K+1] knot grid, [Q] (or [B, Q]) levels in (0, 1) -> [B, Q] quantiles.
 
     Two steps: the level ``q`` (scaled by the total mass, so the probabilities need not
-    be normalised) is mapped to the leaf-rank coordinate ``s = k + 1 - (C_k - q) / p_k``,
-    ``k`` the first leaf whose cumulative mass ``C_k`` reaches ``q``, then ``s`` to
-    seconds by the constant piecewise-linear map through the knots, knot ``k K + j``
-    sitting at ``s = k + j / K``. About twenty ops whatever ``B`` and ``Q``: the serving
-    path pays per op (issue 7)."""
-    n_leaves, k_pieces, m = _sizes(leaf_prob, knots)
-    c = _cumulative(leaf_prob, n_leaves)
-    q = c[:, -1:] * tf.cast(levels, tf.float32)  # [B, Q] on the scale of the masses
-    # q < C_{L-1} (levels < 1), so k <= L-1; C_k >= q > C_{k-1}, so 0 <= r <= 1 up to
-    # rounding (exact for k = 0, where C_0 = p_0): no clipping ops needed, u in [0, M]
-    k = tf.raw_ops.LowerBound(sorted_inputs=c, values=q, out_type=tf.int32)
-    r = tf.math.divide_no_nan(tf.gather(c, k, batch_dims=1) - q,
-                              tf.gather(leaf_prob, k, batch_dims=1))
-    return _knot_at(knots, (tf.cast(k, tf.float32) + (1.0 - r)) * float(k_pieces), m)
+    be normalised) is mapped to the leaf-rank coordinate ``s = j - (C_j - q) / p_{j-1}``,
+    ``j`` the first column whose cumulative mass ``C_j`` reaches ``q`` (leaf ``j - 1``,
+    ``p_{j-1} = C_j - C_{j-1}``), then ``s`` to seconds by the constant piecewise-linear
+    map through the knots, knot ``k K + j`` sitting at ``s = k + j / K``. About twenty
+    ops whatever ``B`` and ``Q``: the serving path pays per op (issue 7)."""
+    n_leaves, k_pieces, m = _sizes(cum.shape[1] - 1 if cum.shape[1] else None, knots)
+    q = cum[:, -1:] * tf.cast(levels, tf.float32)  # [B, Q] on the scale of the masses
+    # C_0 = 0 < q unless the masses are all 0 (then j = 0 -> 1: s = 1, no bad index);
+    # C_L >= q (levels < 1), so 1 <= j <= L and 0 <= r <= 1 up to rounding: no clips
+    j = tf.maximum(tf.raw_ops.LowerBound(sorted_inputs=cum, values=q, out_type=tf.int32), 1)
+    hi = tf.gather(cum, j, batch_dims=1)
+    r = tf.math.divide_no_nan(hi - q, hi - tf.gather(cum, j - 1, batch_dims=1))
+    return _knot_at(knots, (tf.cast(j, tf.float32) - r) * float(k_pieces), m)
 
 
 def _position(knots: tf.Tensor, t: tf.Tensor, m: int) -> tf.Tensor:
@@ -240,7 +250,7 @@ def _mass(leaf_prob: tf.Tensor, knots: tf.Tensor, t: tf.Tensor, normalized: bool
     """[B] ``P(W <= t)`` (or, with ``above``, ``P(W > t)``) from each leaf's share of its
     mass below (above) ``t``: ``sum_k p_k clip(s - k, 0, 1)`` (``clip(k + 1 - s, 0, 1)``),
     dense over the leaves."""
-    n_leaves, k_pieces, m = _sizes(leaf_prob, knots)
+    n_leaves, k_pieces, m = _sizes(leaf_prob.shape[1], knots)
     u = _position(knots, t, m)[:, None]
     lower = np.arange(n_leaves, dtype=np.float32) * k_pieces
     share = (tf.constant(lower + k_pieces) - u) if above else (u - tf.constant(lower))

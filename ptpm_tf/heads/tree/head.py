@@ -163,6 +163,16 @@ class TreeHead(Head):
         self.duration_fallback = self.add_weight(
             name="duration_fallback", shape=[], trainable=False, initializer="ones",
             dtype=tf.float32)
+        # Decoding a tree is one matmul of its leaf probabilities by a map derived from the
+        # constants above (:meth:`_refresh_decode_maps`): [N, L+4] for a personalised tree
+        # (the spread folded into the cumulative masses), [L, L+4] for the global tree's
+        # leaves. Columns: the cumulative masses with a leading 0 (L+1), Eq. 2's mean, the
+        # second moment, the mass at r >= 1.
+        self.tree_decode_map = self.add_weight(
+            name="tree_decode_map", shape=[g.n_nodes, g.n_leaves + 4], **const)
+        self.global_decode_map = self.add_weight(
+            name="global_decode_map", shape=[g.n_leaves, g.n_leaves + 4], **const)
+        self._refresh_decode_maps()
 
     @classmethod
     def settings_for(cls, config, dataset, numeric, explicit):
@@ -209,10 +219,37 @@ class TreeHead(Head):
             self.completion_share.assign(decoding.share_at_or_above(
                 self.leaf_knots.numpy(), 1.0, self.geometry.n_leaves))
         self.label_scale.assign(max(float(np.std(y)), 1e-6))
+        self._refresh_decode_maps()
         out = {LABEL: y.astype(np.float32), "leaf": tree.train_leaf}
         if self.ratio:
             out[DURATION] = d.astype(np.float32)
         return out
+
+    def _refresh_decode_maps(self) -> None:
+        """Derive ``tree_decode_map`` and ``global_decode_map`` from ``spread``,
+        ``node_value``, ``node_m2`` and ``completion_share`` (after any of them changes:
+        :meth:`adapt`, :meth:`after_restore`). Held as weights so that serving reads
+        them instead of multiplying the constants per request."""
+        leaves = slice(self.geometry.n_internal, None)
+        value, m2 = self.node_value.numpy(), self.node_m2.numpy()
+        spread, share = self.spread.numpy(), self.completion_share.numpy()
+        cumulative = decoding.cumulative_matrix(self.geometry.n_leaves)
+        self.tree_decode_map.assign(np.column_stack(
+            [spread @ cumulative, value, m2, spread @ share]))
+        self.global_decode_map.assign(np.column_stack(
+            [cumulative, value[leaves], m2[leaves], share]))
+
+    def _columns(self, reach, mask=None):
+        """(cumulative masses [B, L+1], mean [B], second moment [B], mass at r >= 1 [B])
+        of the personalised tree (``mask``: its leaf indicator [B, N]) or of the global
+        tree (no ``mask``), in the tree's label space: one matmul by the decode map."""
+        n_leaves = self.geometry.n_leaves
+        if mask is None:
+            cols = tf.matmul(reach[:, self.geometry.n_internal:], self.global_decode_map)
+        else:
+            cols = tf.matmul(reach * mask, self.tree_decode_map)
+        cum, mean, m2, share = tf.split(cols, [n_leaves + 1, 1, 1, 1], axis=1)
+        return cum, mean[:, 0], m2[:, 0], share[:, 0]
 
     def _unit_np(self, duration: np.ndarray) -> np.ndarray:
         """Seconds per unit of the tree's label in ratio space (NumPy): the duration, or
@@ -240,6 +277,7 @@ class TreeHead(Head):
                           "decoding); interpolating linearly between the leaf bounds")
             self.leaf_knots.assign(decoding.knot_grid(
                 decoding.linear_leaf_knots(bounds, self.n_knots)))
+        self._refresh_decode_maps()  # a checkpoint from before the maps existed
 
     def calibrate(self, model, validation: pd.DataFrame) -> Dict[str, float]:
         """When the features carry a duration: in seconds space, fit ``completion_map``
@@ -286,14 +324,6 @@ class TreeHead(Head):
             out["prune_logits"] = self.pruner(hidden)
         return out
 
-    def _global(self, log_reach):
-        """(reach probabilities, the global tree's leaf probabilities, its mean, variance),
-        in the tree's label space."""
-        reach = tf.exp(log_reach)
-        leaf_prob = self.ops.global_leaf_prob(reach)
-        mean, var = self.ops.moments(leaf_prob, self.node_value, self.node_m2)
-        return reach, leaf_prob, mean, var
-
     def decode(self, outputs, features=None, distribution=False):
         """Predictions with the deterministic personalised tree ``a = 1[pi > 0.5]`` (the
         outputs are listed in the class docstring)."""
@@ -302,13 +332,18 @@ class TreeHead(Head):
     def point_prediction(self, outputs, features=None):
         """``watch_time`` of :meth:`decode` without its other outputs (the training step's
         MAE needs only this)."""
-        if self.decoder == "median":
-            return self.quantile(outputs, (0.5,), features=features)[:, 0]
         reach = tf.exp(self.ops.log_reach(outputs["cls_logits"]))
-        leaf_prob = (reach * self.ops.pruned_leaves(
-            tf.cast(outputs["prune_logits"] > 0.0, tf.float32))
-            if self.tsl else self.ops.global_leaf_prob(reach))
-        return self._seconds(tf.linalg.matvec(leaf_prob, self.node_value), features)
+        cum, mean, _, _ = self._columns(reach, self._mask(outputs))
+        if self.decoder == "median":
+            return self._seconds(
+                decoding.quantiles_from_cumulative(cum, self.leaf_knots, (0.5,))[:, 0], features)
+        return self._seconds(mean, features)
+
+    def _mask(self, outputs):
+        """[B, N] leaf indicator of the deterministic personalised tree (None for TPM)."""
+        if not self.tsl:
+            return None
+        return self.ops.pruned_leaves(tf.cast(outputs["prune_logits"] > 0.0, tf.float32))
 
     def _seconds(self, value, features, power: int = 1):
         """A decoded quantity of the tree's label ([B] or [B, Q]) in seconds (``power`` 2
@@ -340,9 +375,10 @@ class TreeHead(Head):
         """[B, Q] quantiles in seconds at any ``levels`` in (0, 1) of the personalised (or,
         with ``global_tree``, the global) tree's distribution (``features`` carry the
         duration in ratio space)."""
-        tree_p, global_p = self.leaf_distributions(outputs)
-        q = decoding.quantiles(global_p if global_tree else tree_p, self.leaf_knots, levels)
-        return self._seconds(q, features)
+        reach = tf.exp(self.ops.log_reach(outputs["cls_logits"]))
+        cum = self._columns(reach, None if global_tree else self._mask(outputs))[0]
+        return self._seconds(decoding.quantiles_from_cumulative(cum, self.leaf_knots, levels),
+                             features)
 
     def completion(self, outputs, features, recalibrated: bool = True):
         """[B] ``p_complete`` of the personalised tree: its mass at ``r >= 1`` in ratio
@@ -358,17 +394,20 @@ class TreeHead(Head):
         return decoding.monotone_map(raw, self.completion_map) if recalibrated else raw
 
     def _decode(self, outputs, features, distribution, diagnostics):
-        log_reach = self.ops.log_reach(outputs["cls_logits"])
-        reach, leaf_prob, mean_g, var_g = self._global(log_reach)
+        reach = tf.exp(self.ops.log_reach(outputs["cls_logits"]))
+        cum_g, mean_g, m2_g, share_g = self._columns(reach)
+        var_g = tf.nn.relu(m2_g - tf.square(mean_g))
         if self.tsl:
             actions = tf.cast(outputs["prune_logits"] > 0.0, tf.float32)
             mask = self.ops.pruned_leaves(actions)
             leaf_prob = reach * mask
-            mean, var = self.ops.moments(leaf_prob, self.node_value, self.node_m2)
+            cum, mean, m2, share = self._columns(reach, mask)
+            var = tf.nn.relu(m2 - tf.square(mean))
             depth = self.ops.tree_depth(mask)
         else:
             actions = tf.zeros([tf.shape(reach)[0], self.geometry.n_internal - 1])
-            mean, var = mean_g, var_g
+            leaf_prob = self.ops.global_leaf_prob(reach)
+            cum, mean, var, share = cum_g, mean_g, var_g, share_g
             depth = tf.fill(tf.shape(mean), float(self.depth))
         out = {"watch_time": mean, "watch_time_global": mean_g, "variance": var,
                "prune_mask": tf.cast(actions, tf.int32), "leaf_prob": leaf_prob,
@@ -376,24 +415,22 @@ class TreeHead(Head):
         full = distribution or diagnostics
         need_global = self.decoder == "median" or diagnostics
         if full or need_global:
-            global_p = reach[:, self.geometry.n_internal:]
             levels = self._levels if full else (0.5,)
             median_col = self._median_col if full else 0
+            knots = self.leaf_knots
             if self.tsl:
-                tree_p = decoding.leaf_distribution(leaf_prob, self.spread)
                 if need_global and not full:  # one pass over both trees' medians
-                    both = decoding.quantiles(tf.concat([tree_p, global_p], 0),
-                                              self.leaf_knots, levels)
+                    both = decoding.quantiles_from_cumulative(tf.concat([cum, cum_g], 0),
+                                                              knots, levels)
                     qs, both_g = tf.split(both, 2)
                     median_g = both_g[:, median_col]
                 elif need_global:  # every level of the personalised tree, global median
-                    qs = decoding.quantiles(tree_p, self.leaf_knots, levels)
-                    median_g = decoding.quantiles(global_p, self.leaf_knots, (0.5,))[:, 0]
+                    qs = decoding.quantiles_from_cumulative(cum, knots, levels)
+                    median_g = decoding.quantiles_from_cumulative(cum_g, knots, (0.5,))[:, 0]
                 else:
-                    qs = decoding.quantiles(tree_p, self.leaf_knots, levels)
+                    qs = decoding.quantiles_from_cumulative(cum, knots, levels)
             else:
-                tree_p = global_p
-                qs = decoding.quantiles(tree_p, self.leaf_knots, levels)
+                qs = decoding.quantiles_from_cumulative(cum, knots, levels)
                 median_g = qs[:, median_col]
             median = qs[:, median_col]
             if full:
@@ -408,7 +445,12 @@ class TreeHead(Head):
             if key in out:
                 out[key] = self._seconds(out[key], features, 2 if key == "variance" else 1)
         if full and features is not None and DURATION in features:
-            out["p_complete"] = self._completion(tree_p, features)
+            if self.ratio:
+                out["p_complete"] = share
+            else:
+                tree_p = (decoding.leaf_distribution(leaf_prob, self.spread) if self.tsl
+                          else reach[:, self.geometry.n_internal:])
+                out["p_complete"] = self._completion(tree_p, features)
         return out
 
     # -- loss ------------------------------------------------------------------------
@@ -476,9 +518,9 @@ class TreeHead(Head):
         mask = self.ops.pruned_leaves(actions)
         reach = tf.stop_gradient(reach)
         if self.reward_decoder == "median":
-            both = decoding.quantiles(
-                tf.concat([decoding.leaf_distribution(reach * mask, self.spread),
-                           reach[:, self.geometry.n_internal:]], 0), self.leaf_knots, [0.5])
+            both = decoding.quantiles_from_cumulative(
+                tf.concat([self._columns(reach, mask)[0], self._columns(reach)[0]], 0),
+                self.leaf_knots, [0.5])
             pred_t, pred_g = tf.split(both[:, 0], 2)
             if unit is not None:
                 pred_t, pred_g = pred_t * unit, pred_g * unit
