@@ -104,9 +104,9 @@ def parts_alone(args, model, features_batch, targets_batch):
         actions = tf.cast(tf.random.uniform(tf.shape(pi)) < pi, tf.float32)
         mask = head.ops.pruned_leaves(actions)
         if head.reward_decoder == "median":
-            both = decoding.quantiles(
-                tf.concat([decoding.leaf_distribution(reach * mask, head.spread),
-                           reach[:, head.geometry.n_internal:]], 0), head.leaf_knots, [0.5])
+            both = decoding.quantiles_from_cumulative(
+                tf.concat([head.decode_columns(reach, mask)[0], head.decode_columns(reach)[0]], 0),
+                head.leaf_knots, [0.5])
             return tf.split(both[:, 0], 2)[0], actions
         return tf.linalg.matvec(reach * mask, head.node_value), actions
 

@@ -239,7 +239,7 @@ class TreeHead(Head):
         self.global_decode_map.assign(np.column_stack(
             [cumulative, value[leaves], m2[leaves], share]))
 
-    def _columns(self, reach, mask=None):
+    def decode_columns(self, reach, mask=None):
         """(cumulative masses [B, L+1], mean [B], second moment [B], mass at r >= 1 [B])
         of the personalised tree (``mask``: its leaf indicator [B, N]) or of the global
         tree (no ``mask``), in the tree's label space: one matmul by the decode map."""
@@ -333,7 +333,7 @@ class TreeHead(Head):
         """``watch_time`` of :meth:`decode` without its other outputs (the training step's
         MAE needs only this)."""
         reach = tf.exp(self.ops.log_reach(outputs["cls_logits"]))
-        cum, mean, _, _ = self._columns(reach, self._mask(outputs))
+        cum, mean, _, _ = self.decode_columns(reach, self._mask(outputs))
         if self.decoder == "median":
             return self._seconds(
                 decoding.quantiles_from_cumulative(cum, self.leaf_knots, (0.5,))[:, 0], features)
@@ -376,7 +376,7 @@ class TreeHead(Head):
         with ``global_tree``, the global) tree's distribution (``features`` carry the
         duration in ratio space)."""
         reach = tf.exp(self.ops.log_reach(outputs["cls_logits"]))
-        cum = self._columns(reach, None if global_tree else self._mask(outputs))[0]
+        cum = self.decode_columns(reach, None if global_tree else self._mask(outputs))[0]
         return self._seconds(decoding.quantiles_from_cumulative(cum, self.leaf_knots, levels),
                              features)
 
@@ -395,13 +395,13 @@ class TreeHead(Head):
 
     def _decode(self, outputs, features, distribution, diagnostics):
         reach = tf.exp(self.ops.log_reach(outputs["cls_logits"]))
-        cum_g, mean_g, m2_g, share_g = self._columns(reach)
+        cum_g, mean_g, m2_g, share_g = self.decode_columns(reach)
         var_g = tf.nn.relu(m2_g - tf.square(mean_g))
         if self.tsl:
             actions = tf.cast(outputs["prune_logits"] > 0.0, tf.float32)
             mask = self.ops.pruned_leaves(actions)
             leaf_prob = reach * mask
-            cum, mean, m2, share = self._columns(reach, mask)
+            cum, mean, m2, share = self.decode_columns(reach, mask)
             var = tf.nn.relu(m2 - tf.square(mean))
             depth = self.ops.tree_depth(mask)
         else:
@@ -519,7 +519,7 @@ class TreeHead(Head):
         reach = tf.stop_gradient(reach)
         if self.reward_decoder == "median":
             both = decoding.quantiles_from_cumulative(
-                tf.concat([self._columns(reach, mask)[0], self._columns(reach)[0]], 0),
+                tf.concat([self.decode_columns(reach, mask)[0], self.decode_columns(reach)[0]], 0),
                 self.leaf_knots, [0.5])
             pred_t, pred_g = tf.split(both[:, 0], 2)
             if unit is not None:
