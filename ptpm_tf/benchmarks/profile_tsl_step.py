@@ -105,7 +105,8 @@ def parts_alone(args, model, features_batch, targets_batch):
         mask = head.ops.pruned_leaves(actions)
         if head.reward_decoder == "median":
             both = decoding.quantiles_from_cumulative(
-                tf.concat([head.decode_columns(reach, mask)[0], head.decode_columns(reach)[0]], 0),
+                tf.concat([head.decode_columns(reach, reach * mask)[0],
+                           head.decode_columns(reach)[0]], 0),
                 head.leaf_knots, [0.5])
             return tf.split(both[:, 0], 2)[0], actions
         return tf.linalg.matvec(reach * mask, head.node_value), actions

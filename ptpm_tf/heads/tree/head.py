@@ -239,15 +239,16 @@ class TreeHead(Head):
         self.global_decode_map.assign(np.column_stack(
             [cumulative, value[leaves], m2[leaves], share]))
 
-    def decode_columns(self, reach, mask=None):
+    def decode_columns(self, reach, leaf_prob=None):
         """(cumulative masses [B, L+1], mean [B], second moment [B], mass at r >= 1 [B])
-        of the personalised tree (``mask``: its leaf indicator [B, N]) or of the global
-        tree (no ``mask``), in the tree's label space: one matmul by the decode map."""
+        of the personalised tree whose leaf probabilities are ``leaf_prob`` [B, N] (reach
+        times its leaf indicator) or, without it, of the global tree (the reach [B, N] of
+        its leaves), in the tree's label space: one matmul by the decode map."""
         n_leaves = self.geometry.n_leaves
-        if mask is None:
+        if leaf_prob is None:
             cols = tf.matmul(reach[:, self.geometry.n_internal:], self.global_decode_map)
         else:
-            cols = tf.matmul(reach * mask, self.tree_decode_map)
+            cols = tf.matmul(leaf_prob, self.tree_decode_map)
         cum, mean, m2, share = tf.split(cols, [n_leaves + 1, 1, 1, 1], axis=1)
         return cum, mean[:, 0], m2[:, 0], share[:, 0]
 
@@ -333,17 +334,19 @@ class TreeHead(Head):
         """``watch_time`` of :meth:`decode` without its other outputs (the training step's
         MAE needs only this)."""
         reach = tf.exp(self.ops.log_reach(outputs["cls_logits"]))
-        cum, mean, _, _ = self.decode_columns(reach, self._mask(outputs))
+        cum, mean, _, _ = self.decode_columns(reach, self._leaf_prob(outputs, reach))
         if self.decoder == "median":
             return self._seconds(
                 decoding.quantiles_from_cumulative(cum, self.leaf_knots, (0.5,))[:, 0], features)
         return self._seconds(mean, features)
 
-    def _mask(self, outputs):
-        """[B, N] leaf indicator of the deterministic personalised tree (None for TPM)."""
+    def _leaf_prob(self, outputs, reach):
+        """[B, N] leaf probabilities of the deterministic personalised tree (None for
+        TPM, whose tree is the global one)."""
         if not self.tsl:
             return None
-        return self.ops.pruned_leaves(tf.cast(outputs["prune_logits"] > 0.0, tf.float32))
+        return reach * self.ops.pruned_leaves(
+            tf.cast(outputs["prune_logits"] > 0.0, tf.float32))
 
     def _seconds(self, value, features, power: int = 1):
         """A decoded quantity of the tree's label ([B] or [B, Q]) in seconds (``power`` 2
@@ -376,7 +379,8 @@ class TreeHead(Head):
         with ``global_tree``, the global) tree's distribution (``features`` carry the
         duration in ratio space)."""
         reach = tf.exp(self.ops.log_reach(outputs["cls_logits"]))
-        cum = self.decode_columns(reach, None if global_tree else self._mask(outputs))[0]
+        cum = self.decode_columns(
+            reach, None if global_tree else self._leaf_prob(outputs, reach))[0]
         return self._seconds(decoding.quantiles_from_cumulative(cum, self.leaf_knots, levels),
                              features)
 
@@ -401,7 +405,7 @@ class TreeHead(Head):
             actions = tf.cast(outputs["prune_logits"] > 0.0, tf.float32)
             mask = self.ops.pruned_leaves(actions)
             leaf_prob = reach * mask
-            cum, mean, m2, share = self.decode_columns(reach, mask)
+            cum, mean, m2, share = self.decode_columns(reach, leaf_prob)
             var = tf.nn.relu(m2 - tf.square(mean))
             depth = self.ops.tree_depth(mask)
         else:
@@ -519,7 +523,8 @@ class TreeHead(Head):
         reach = tf.stop_gradient(reach)
         if self.reward_decoder == "median":
             both = decoding.quantiles_from_cumulative(
-                tf.concat([self.decode_columns(reach, mask)[0], self.decode_columns(reach)[0]], 0),
+                tf.concat([self.decode_columns(reach, reach * mask)[0],
+                           self.decode_columns(reach)[0]], 0),
                 self.leaf_knots, [0.5])
             pred_t, pred_g = tf.split(both[:, 0], 2)
             if unit is not None:
