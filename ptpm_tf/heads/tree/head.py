@@ -591,7 +591,10 @@ class TreeHead(Head):
                 leaf_prob, leaf).tolist()
             node_auc = M.node_auc(1.0 / (1.0 + np.exp(-logits)), leaf, self.depth)
             out["node_auc"] = node_auc.tolist()
-            out["mean_node_auc"] = float(np.nanmean(node_auc))
+            # NaN (null in metrics.json) when no node has both kinds of label, as on a
+            # tiny split: without the nanmean's "Mean of empty slice" warning
+            defined = node_auc[np.isfinite(node_auc)]
+            out["mean_node_auc"] = float(defined.mean()) if defined.size else float("nan")
         return out
 
     def model_info(self) -> Dict[str, Any]:
