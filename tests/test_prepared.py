@@ -432,12 +432,18 @@ def test_real_samples_prepare_like_the_in_memory_load(name, folder, tmp_path, mo
 
 
 @pytest.mark.slow
-def test_scale_bench_stream_phase_runs_on_a_prepared_directory(prepared_dir, tmp_path):
+def test_scale_bench_stream_phase_runs_on_a_prepared_directory(prepared_dir, tmp_path,
+                                                              capsys):
     """The 12.5M / 50M scale bench's streamed phase, on the fixture's directory, for a few
-    steps: time to the first batch, samples/s, peak RSS, a saved run."""
+    steps: time to the first batch, samples/s, peak RSS, a saved run, and a progress line
+    at the end of the epoch (every 1,000 batches on a long one)."""
     from ptpm_tf.benchmarks.scale import _stream_phase
     (tmp_path / "prepared").symlink_to(prepared_dir, target_is_directory=True)
     out = _stream_phase(str(tmp_path), steps=2)
     assert out["samples_trained"] == 2 * 1024 and out["first_batch_seconds"] > 0
     assert out["epoch_samples_per_second"] > 0 and out["peak_rss_mb"] > 0
     assert (tmp_path / "run" / "config.json").exists()
+    progress = [line for line in capsys.readouterr().err.splitlines()
+                if line.startswith("batch ")]
+    assert len(progress) == 1 and progress[0].startswith("batch 2/2: ")
+    assert "samples/s, peak RSS" in progress[0]

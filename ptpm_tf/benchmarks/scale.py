@@ -208,6 +208,24 @@ def _prepare_phase(data_dir: str, shard_rows: int) -> dict:
             "peak_rss_mb": round(_rss_mb(), 1), "load_avg_1min": round(load_before, 2)}
 
 
+def _progress(total: int, batch_size: int, every: int = 1000):
+    """A Keras callback for an epoch that takes an hour at 50M rows: every ``every``
+    batches it prints the batches done, the samples/s so far and the peak RSS (stderr)."""
+    import tensorflow as tf
+
+    class Progress(tf.keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, step, logs=None):
+            done = step + 1
+            if done % every == 0 or done == total:
+                rate = done * batch_size / (time.perf_counter() - self.start)
+                print(f"batch {done:,}/{total:,}: {rate:,.0f} samples/s, peak RSS "
+                      f"{_rss_mb():,.0f} MB", file=sys.stderr, flush=True)
+    return Progress()
+
+
 def _stream_phase(data_dir: str, steps: Optional[int] = None) -> dict:
     """One PTPM epoch streamed from ``DIR/prepared`` as ``train --prepared`` runs it: time
     from the start of training to the first batch, epoch samples/s, peak RSS. With
@@ -233,11 +251,13 @@ def _stream_phase(data_dir: str, steps: Optional[int] = None) -> dict:
     next(iter(data))
     first = time.perf_counter() - start
     model.compile(optimizer=tf.keras.optimizers.Adam(config.training.learning_rate))
-    t = time.perf_counter()
-    model.fit(data, epochs=1, verbose=0, steps_per_epoch=steps)
-    secs = time.perf_counter() - t
     n = prepared.rows("train")
-    seen = n if steps is None else min(n, steps * config.training.batch_size)
+    batch = config.training.batch_size
+    t = time.perf_counter()
+    model.fit(data, epochs=1, verbose=0, steps_per_epoch=steps,
+              callbacks=[_progress(steps or -(-n // batch), batch)])
+    secs = time.perf_counter() - t
+    seen = n if steps is None else min(n, steps * batch)
     save_run(Run(config, model, prepared, None, {}, {}, secs), Path(data_dir) / "run")
     out = {"train_rows": n, "first_batch_seconds": round(first, 2),
            "epoch_samples_per_second": round(seen / secs, 1)}
