@@ -156,7 +156,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     MODELS["ptpm-no-reward"] = ModelSpec(f"{__name__}:_NoPairsHead", TreeConfig,
                                          MODELS["ptpm"].settings)
-    from ptpm_tf.heads import PRESETS
+    from ptpm_tf.config import PRESETS
     PRESETS[args.preset]["ptpm-no-reward"] = PRESETS[args.preset].get("ptpm", {})
     dataset, split = load_and_split(DataConfig(rows=args.rows), seed=0)
     train = split.train

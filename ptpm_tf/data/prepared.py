@@ -9,10 +9,13 @@ A prepared directory holds::
     test-00000.tfrecord ...
     train_labels.parquet      the training split's watch_time (and duration), float64
 
-Every shard is a TFRecord file of ``tf.train.Example`` (one per row): the feature
+Every shard is a TFRecord file of ``tf.train.Example`` (one per row) holding the feature
 columns, the canonical label columns (``watch_time``, ``duration``, ``timestamp`` and the
 simulator's oracle columns where present) and ``row``, the row's position in time order
-over the whole dataset (its key). TFRecord is what ``tf.data`` reads fastest with stock ops:
+over the whole dataset (its key). The columns are packed into one list per type, named
+``int64`` (integers, and float64 columns as their bits), ``float32`` and ``bytes``, in
+the order ``meta.json``'s ``layout`` lists (format 2; format 1 had one feature per
+column, which cost three times the parse CPU). TFRecord is what ``tf.data`` reads fastest with stock ops:
 ``TFRecordDataset`` streams it with no Python in the loop, ``interleave`` reads several
 shards at once, and ``parse_example`` decodes a whole batch in one kernel. Parquet would
 need a Python generator or the unmaintained ``tensorflow-io`` to reach ``tf.data``.
@@ -61,7 +64,8 @@ from ptpm_tf.data.dataset import (DURATION, LABEL, ORACLE_MEAN, ORACLE_MEDIAN, T
                                   Dataset, DataError, LoadReport)
 from ptpm_tf.features import signed_log1p
 
-FORMAT_VERSION = 1
+#: 2: the columns packed into one list per type (1: one feature per column)
+FORMAT_VERSION = 2
 META = "meta.json"
 LABELS_FILE = "train_labels.parquet"
 PARTS = ("train", "validation", "test")
@@ -164,9 +168,26 @@ def _kind(series: pd.Series) -> str:
     return "string"
 
 
-def _serialize(frame: pd.DataFrame, kinds: Dict[str, str]):
+#: the Example features of a row: one packed list per protobuf list type, holding the
+#: columns of these kinds in ``meta.json``'s ``layout`` order (float64 as its int64 bits)
+_GROUPS = {"int64": ("int64", "float64"), "float32": ("float32",), "bytes": ("string",)}
+_GROUP_OF = {kind: group for group, kinds in _GROUPS.items() for kind in kinds}
+
+
+def _layout(kinds: Dict[str, str]) -> Dict[str, List[str]]:
+    """Columns of each packed feature, in ``kinds`` order (empty groups left out)."""
+    layout = {g: [c for c, k in kinds.items() if _GROUP_OF[k] == g] for g in _GROUPS}
+    return {g: cols for g, cols in layout.items() if cols}
+
+
+def _serialize(frame: pd.DataFrame, kinds: Dict[str, str], layout: Dict[str, List[str]]):
     """One serialized ``tf.train.Example`` per row of ``frame`` (a [n] string tensor),
-    built with ``tf.io.encode_proto`` level by level: vectorised, no Python per row."""
+    built with ``tf.io.encode_proto`` level by level: vectorised, no Python per row.
+
+    A row's columns go into one packed list per type (:func:`_layout`), not one named
+    feature each: ``parse_example`` then decodes three lists per row instead of one
+    map entry per column (a third of the read and parse CPU, a fifth of the bytes, on a
+    40-column KuaiRec row; BENCHMARKS.md)."""
     import tensorflow as tf
 
     n = len(frame)
@@ -176,25 +197,26 @@ def _serialize(frame: pd.DataFrame, kinds: Dict[str, str]):
         return tf.io.encode_proto(sizes, values, fields, message)
 
     entries = []
-    for name, kind in kinds.items():
-        col = frame[name]
-        if kind in ("int64", "float64"):  # a float64 travels as its bits in an int64
-            values = (col.to_numpy(np.float64).view(np.int64) if kind == "float64"
-                      else col.to_numpy(np.int64))
-            inner = enc("tensorflow.Int64List", ["value"], [values[:, None]], one)
+    for group, cols in layout.items():
+        width = np.full((n, 1), len(cols), np.int32)
+        if group == "int64":
+            values = np.stack([frame[c].to_numpy(np.float64).view(np.int64)
+                               if kinds[c] == "float64" else frame[c].to_numpy(np.int64)
+                               for c in cols], 1)
+            inner = enc("tensorflow.Int64List", ["value"], [values], width)
             field = "int64_list"
-        elif kind == "float32":
-            inner = enc("tensorflow.FloatList", ["value"],
-                        [col.to_numpy(np.float32)[:, None]], one)
+        elif group == "float32":
+            values = np.stack([frame[c].to_numpy(np.float32) for c in cols], 1)
+            inner = enc("tensorflow.FloatList", ["value"], [values], width)
             field = "float_list"
         else:
-            text = col.astype(str).to_numpy(dtype=object)
-            inner = enc("tensorflow.BytesList", ["value"],
-                        [tf.constant(text[:, None], tf.string)], one)
+            values = np.stack([frame[c].astype(str).to_numpy(dtype=object) for c in cols], 1)
+            inner = enc("tensorflow.BytesList", ["value"], [tf.constant(values, tf.string)],
+                        width)
             field = "bytes_list"
         feature = enc("tensorflow.Feature", [field], [tf.reshape(inner, [-1, 1])], one)
         entries.append(enc("tensorflow.Features.FeatureEntry", ["key", "value"],
-                           [tf.fill([n, 1], name), tf.reshape(feature, [-1, 1])],
+                           [tf.fill([n, 1], group), tf.reshape(feature, [-1, 1])],
                            np.ones((n, 2), np.int32)))
     features = enc("tensorflow.Features", ["feature"], [tf.stack(entries, 1)],
                    np.full((n, 1), len(entries), np.int32))
@@ -208,6 +230,7 @@ class _ShardWriter:
     def __init__(self, out: Path, part: str, shard_rows: int, kinds: Dict[str, str],
                  compression: str = ""):
         self.out, self.part, self.shard_rows, self.kinds = out, part, shard_rows, kinds
+        self.layout = _layout(kinds)
         self.compression = compression
         self.shards: List[dict] = []
         self.writer = None
@@ -227,7 +250,7 @@ class _ShardWriter:
                 # the records are serialised together; TFRecordWriter writes one record per
                 # call, the only stock writer of the format
                 for record in _serialize(frame.iloc[start:min(take, start + 65536)],
-                                         self.kinds).numpy():
+                                         self.kinds, self.layout).numpy():
                     self.writer.write(record)
             self.current["rows"] += take
             frame = frame.iloc[take:]
@@ -533,7 +556,8 @@ def prepare(name: str, out_dir, *, data_dir=None, spec=None, rows: Optional[int]
                            "strict": strict},
                 "rows": int(n), "categorical": list(ds0.categorical),
                 "numeric": list(ds0.numeric), "labels": labels,
-                "dtypes": write_kinds, "compression": compression, "split": split_meta,
+                "dtypes": write_kinds, "layout": _layout(write_kinds),
+                "compression": compression, "split": split_meta,
                 "shards": shards,
                 **stats.close(kinds), "report": dataclasses.asdict(report),
                 "disk": {"bytes": int(total_bytes),
@@ -630,15 +654,27 @@ class Prepared:
             left, wanted = left - m, wanted - take
         return pa.concat_tables(parts).to_pandas()
 
-    def feature_spec(self, columns: Optional[Sequence[str]] = None) -> dict:
-        """``parse_example`` features for ``columns`` (default: all written columns)."""
+    def parser(self, columns: Optional[Sequence[str]] = None) -> Callable:
+        """A function from a [n] batch of serialized rows to the dict of [n] columns
+        ``columns`` (default: all written columns): one ``parse_example`` of the packed
+        lists the columns are in, then the columns sliced out (float64 from its bits)."""
         import tensorflow as tf
 
-        types = {"int64": tf.int64, "float64": tf.int64, "float32": tf.float32,
-                 "string": tf.string}
-        dtypes = self.meta["dtypes"]
+        types = {"int64": tf.int64, "float32": tf.float32, "bytes": tf.string}
+        dtypes, layout = self.meta["dtypes"], self.meta["layout"]
         cols = list(dtypes) if columns is None else list(columns)
-        return {c: tf.io.FixedLenFeature([], types[dtypes[c]]) for c in cols}
+        where = {c: (g, i) for g, names in layout.items() for i, c in enumerate(names)}
+        groups = sorted({where[c][0] for c in cols}, key=list(layout).index)
+        spec = {g: tf.io.FixedLenFeature([len(layout[g])], types[g]) for g in groups}
+
+        def parse(records):
+            packed = tf.io.parse_example(records, spec)
+            split = {g: tf.unstack(packed[g], num=len(layout[g]), axis=1) for g in groups}
+            out = {c: split[where[c][0]][where[c][1]] for c in cols}
+            return {c: tf.bitcast(v, tf.float64) if dtypes[c] == "float64" else v
+                    for c, v in out.items()}
+
+        return parse
 
     def batches(self, part: str, batch_size: int, *, shuffle: bool = False, seed: int = 0,
                 shuffle_buffer: int = 100_000, columns: Optional[Sequence[str]] = None,
@@ -657,7 +693,7 @@ class Prepared:
         import tensorflow as tf
 
         files = self.files(part)
-        spec = self.feature_spec(columns)
+        parse = self.parser(columns)
         compression = self.meta.get("compression", "")
 
         def read(path):
@@ -675,12 +711,6 @@ class Prepared:
             ds = ds.shard(stride, 0)
         if repeat:
             ds = ds.repeat()
-        wide = [c for c in spec if self.meta["dtypes"][c] == "float64"]
-
-        def parse(records):
-            out = tf.io.parse_example(records, spec)
-            return {**out, **{c: tf.bitcast(out[c], tf.float64) for c in wide}}
-
         ds = ds.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
         options = tf.data.Options()
         policy = tf.data.experimental.AutoShardPolicy
