@@ -28,7 +28,7 @@ from ptpm_tf.heads.tree.geometry import fit_global_tree
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", required=True)
     ap.add_argument("--knots", default="1,2,4,8,16,32")
     ap.add_argument("--json")
