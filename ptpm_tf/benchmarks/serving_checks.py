@@ -24,6 +24,13 @@ def _serve_unchecked(self, features):
     return {k: decoded[k] for k in self.output_names[export.SERVING_SIGNATURE] if k in decoded}
 
 
+def _distribution_unchecked(self, features):
+    """``ServingModule._distribution`` without the checks."""
+    decoded = self._decode(features, distribution=True)
+    return {k: decoded[k] for k in self.output_names[export.DISTRIBUTION_SIGNATURE]
+            if k in decoded}
+
+
 def _regress_unchecked(self, inputs):
     """``ServingModule._regress`` without the checks."""
     import tensorflow as tf
@@ -58,13 +65,14 @@ def main() -> None:
     paths = {"checked": export.export_model(run.model, root, "checked",
                                             example_frame=run.split.test.head(512))}
     module = export.ServingModule
-    checked = module._serve, module._regress
-    module._serve, module._regress = _serve_unchecked, _regress_unchecked
+    checked = module._serve, module._distribution, module._regress
+    module._serve, module._distribution, module._regress = (
+        _serve_unchecked, _distribution_unchecked, _regress_unchecked)
     try:
         paths["unchecked"] = export.export_model(run.model, root, "unchecked",
                                                  example_frame=run.split.test.head(512))
     finally:
-        module._serve, module._regress = checked
+        module._serve, module._distribution, module._regress = checked
     assert "Assert" in export.graph_ops(paths["checked"])
     assert "Assert" not in export.graph_ops(paths["unchecked"])
     print("graph nodes: " + ", ".join(f"{k} {_node_count(v)}" for k, v in paths.items()))
