@@ -47,7 +47,7 @@ def _node_count(path: Path) -> int:
                for mg in sm.meta_graphs)
 
 
-def main() -> None:
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=20_000)
     p.add_argument("--depth", type=int, default=6)
@@ -55,7 +55,7 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=400)
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--repeats", type=int, default=3)
-    args = p.parse_args()
+    args = p.parse_args(argv)
 
     from ptpm_tf.config import ExperimentConfig
     from ptpm_tf.training import train
