@@ -66,8 +66,11 @@ def main(argv=None) -> int:
     out["read_us_per_row"] = round((time.process_time() - start) / n * 1e6, 2)
 
     big = next(iter(source(65536)))
+    # the input's first batch may be shorter (a small file, a prepared split under 65,536
+    # rows): batch sizes beyond it are that batch, and every stage counts the rows it ran
+    have = int(next(iter(big.values())).shape[0])
     for threads, label in ((None, "default_threads"), (1, "one_intra_op_thread")):
-        for size in (4096, 16384, 65536):
+        for size in dict.fromkeys(min(s, have) for s in (4096, 16384, 65536)):
             one = tf.data.Dataset.from_tensors({c: v[:size] for c, v in big.items()})
             reps = max(4, 262_144 // size)
             ds = one.repeat(reps).map(fn)
@@ -84,7 +87,8 @@ def main(argv=None) -> int:
     from ptpm_tf.training import load_model
     _, model = load_model(Path(args.run))
     distribution = args.signature != "serving_default"
-    feats = {c: v[:16384] for c, v in big.items()}
+    part_rows = min(16384, have)
+    feats = {c: v[:part_rows] for c, v in big.items()}
     parts = {"lookups": lambda f: model.encoder(f),
              "lookups+tower": lambda f: model.tower(model.encoder(f)),
              "lookups+tower+heads": lambda f: model.raw_outputs(f),
@@ -94,10 +98,10 @@ def main(argv=None) -> int:
         part = tf.function(part)
         part(feats)
         out[f"model_part_us_per_row: {name}"] = _cpu_per_row(
-            lambda: [part(feats) for _ in range(8)], 8 * 16384)
+            lambda: [part(feats) for _ in range(8)], 8 * part_rows)
 
-    outputs = {k: np.asarray(v) for k, v in fn({c: v[:16384] for c, v in big.items()}).items()}
-    keys = {scoring.ROW: np.arange(16384)}
+    outputs = {k: np.asarray(v) for k, v in fn(feats).items()}
+    keys = {scoring.ROW: np.arange(part_rows)}
     table = pa.concat_tables([scoring._table(keys, outputs)] * 8)
     with tempfile.TemporaryDirectory() as tmp:
         writer = scoring._writer(Path(tmp) / "w.parquet", table.schema)
