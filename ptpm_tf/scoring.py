@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 
 from ptpm_tf.data.dataset import ITEM, TIMESTAMP, USER, DataError
+from ptpm_tf.data.pipeline import pipeline_options
 from ptpm_tf.data.prepared import PARTS, ROW, is_prepared, open_prepared
 
 #: input columns copied to the output beside ``row`` when present
@@ -360,7 +361,7 @@ def score(input_path, output_path, *, run: Optional[str] = None,
     else:
         total, source, pending, errors = _file_dataset(input_path, signature, batch_size)
         scored = source.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    options = tf.data.Options()
+    options = pipeline_options()
     options.threading.max_intra_op_parallelism = 1
     scored = scored.prefetch(tf.data.AUTOTUNE).with_options(options)
     output_path.parent.mkdir(parents=True, exist_ok=True)

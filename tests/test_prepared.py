@@ -173,6 +173,27 @@ def test_a_shuffled_epoch_yields_every_training_row_once(prepared_dir):
     assert not np.array_equal(rows, np.arange(p.rows("train")))  # shuffled
 
 
+def test_every_input_pipeline_runs_without_autotuning_and_keeps_its_sharding(prepared_dir):
+    """tf.data's autotuning thread held each iterator's teardown until its next plan (up to
+    doubling a short pass), so every pipeline the package builds turns it off."""
+    import tensorflow as tf
+
+    from ptpm_tf.data.pipeline import feature_batches, make_tf_dataset
+    policy = tf.data.experimental.AutoShardPolicy
+    p = open_prepared(prepared_dir)
+    x = {"a": np.arange(10.0)}
+    cases = {
+        "prepared, training": (p.batches("train", 64, shuffle=True), policy.FILE),
+        "prepared, validation": (p.batches("validation", 64, shard_by_file=False), policy.DATA),
+        "in memory": (make_tf_dataset(x, {"y": np.arange(10.0)}, batch_size=4), policy.DATA),
+        "features only": (feature_batches(x, 4), policy.AUTO),
+    }
+    for name, (ds, shard) in cases.items():
+        options = ds.map(lambda *b: b).options()  # options survive later transformations
+        assert options.autotune.enabled is False, name
+        assert options.experimental_distribute.auto_shard_policy == shard, name
+
+
 @pytest.fixture(scope="module")
 def streamed_run(prepared_dir, tmp_path_factory):
     from ptpm_tf.config import ExperimentConfig

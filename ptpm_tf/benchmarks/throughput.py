@@ -3,10 +3,8 @@
 The machines this runs on are shared and noisy, so the models' epochs are interleaved
 (A, B, A, B, ...) after a warm-up epoch each, and the report gives medians and each
 model's ratio to the first one, measured side by side. An epoch is timed from its first
-batch's start to its last batch's end (a callback): ``model.fit`` returning can stall for
-a few seconds more while TensorFlow tears its input iterator down (up to ~2.3 s, idle,
-in about half of the calls, measured), which is not training and which a multi-epoch
-``fit`` pays once.
+batch's start to its last batch's end (a callback), so what happens around the epoch
+(building and tearing down the input iterator) is not counted as training.
 
     python -m ptpm_tf.benchmarks.throughput --models tpm,ptpm --rows 300000 --depth 6 --repeats 5
 

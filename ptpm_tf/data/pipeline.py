@@ -1,7 +1,7 @@
 """tf.data input: (raw feature dict, target dict) batches for ``model.fit``."""
 from __future__ import annotations
 
-from typing import Dict, NamedTuple, Tuple, Union
+from typing import Dict, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
@@ -17,6 +17,25 @@ class CodedStrings(NamedTuple):
 
 
 Column = Union[np.ndarray, CodedStrings]
+
+
+def pipeline_options(shard_policy: Optional[tf.data.experimental.AutoShardPolicy] = None
+                     ) -> tf.data.Options:
+    """The options of every input pipeline here: tf.data's autotuning off.
+
+    Its background thread re-plans the pipeline on a doubling period (10 ms, 20 ms, ...),
+    and destroying an iterator waited, idle, for the thread's next plan: every pass over a
+    dataset (a ``fit`` epoch, a validation pass, a scoring job) ended at one of 5.1 s,
+    10.2 s, 20.5 s ... after it began, whatever its work, which up to doubled short passes.
+    Without it ``AUTOTUNE`` parallelism is the number of cores and prefetch buffers grow on
+    demand; on 2 cores that trained faster as well (BENCHMARKS.md, "tf.data's autotuning").
+    ``shard_policy``: how a multi-worker strategy splits the input.
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    if shard_policy is not None:
+        options.experimental_distribute.auto_shard_policy = shard_policy
+    return options
 
 
 def _coded(features: Dict[str, Column]) -> Tuple[Dict[str, np.ndarray], dict]:
@@ -41,7 +60,7 @@ def feature_batches(features: Dict[str, Column], batch_size: int) -> tf.data.Dat
     ds = tf.data.Dataset.from_tensor_slices(plain).batch(batch_size)
     if tables:
         ds = ds.map(_with_strings(tables), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(pipeline_options())
 
 
 def make_tf_dataset(features: Dict[str, Column], targets: Dict[str, np.ndarray], *,
@@ -63,9 +82,8 @@ def make_tf_dataset(features: Dict[str, Column], targets: Dict[str, np.ndarray],
     ds = tf.data.Dataset.from_tensor_slices((plain, targets))
     if shuffle:
         ds = ds.shuffle(min(n, 200_000), seed=seed, reshuffle_each_iteration=True)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     ds = ds.batch(batch_size)
     if tables:
         ds = ds.map(_with_strings(tables), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(
+        pipeline_options(tf.data.experimental.AutoShardPolicy.DATA))

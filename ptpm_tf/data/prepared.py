@@ -15,10 +15,11 @@ simulator's oracle columns where present) and ``row``, the row's position in tim
 over the whole dataset (its key). The columns are packed into one list per type, named
 ``int64`` (integers, and float64 columns as their bits), ``float32`` and ``bytes``, in
 the order ``meta.json``'s ``layout`` lists (format 2; format 1 had one feature per
-column, which cost three times the parse CPU). TFRecord is what ``tf.data`` reads fastest with stock ops:
-``TFRecordDataset`` streams it with no Python in the loop, ``interleave`` reads several
-shards at once, and ``parse_example`` decodes a whole batch in one kernel. Parquet would
-need a Python generator or the unmaintained ``tensorflow-io`` to reach ``tf.data``.
+column, which cost 2.5x the read and parse CPU on a 41-column row). TFRecord is what
+``tf.data`` reads fastest with stock ops: ``TFRecordDataset`` streams it with no Python
+in the loop, ``interleave`` reads several shards at once, and ``parse_example`` decodes a
+whole batch in one kernel. Parquet would need a Python generator or the unmaintained
+``tensorflow-io`` to reach ``tf.data``.
 
 **Conversion in bounded memory.** Pass 1 runs the dataset's own loader chunk by chunk
 (:func:`ptpm_tf.data.reader.chunked_reads`: the same bad-row rules, counts, line numbers and
@@ -186,8 +187,8 @@ def _serialize(frame: pd.DataFrame, kinds: Dict[str, str], layout: Dict[str, Lis
 
     A row's columns go into one packed list per type (:func:`_layout`), not one named
     feature each: ``parse_example`` then decodes three lists per row instead of one
-    map entry per column (a third of the read and parse CPU, a fifth of the bytes, on a
-    40-column KuaiRec row; BENCHMARKS.md)."""
+    map entry per column (0.4x the read and parse CPU, a fifth of the bytes, on a
+    41-column KuaiRec row; BENCHMARKS.md)."""
     import tensorflow as tf
 
     n = len(frame)
@@ -692,6 +693,8 @@ class Prepared:
         """
         import tensorflow as tf
 
+        from ptpm_tf.data.pipeline import pipeline_options
+
         files = self.files(part)
         parse = self.parser(columns)
         compression = self.meta.get("compression", "")
@@ -712,11 +715,8 @@ class Prepared:
         if repeat:
             ds = ds.repeat()
         ds = ds.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
-        options = tf.data.Options()
         policy = tf.data.experimental.AutoShardPolicy
-        options.experimental_distribute.auto_shard_policy = \
-            policy.FILE if shard_by_file else policy.DATA
-        return ds.with_options(options)
+        return ds.with_options(pipeline_options(policy.FILE if shard_by_file else policy.DATA))
 
     def head(self, part: str, rows: int) -> pd.DataFrame:
         """The first ``rows`` rows of ``part`` (its oldest) as a pandas frame."""
