@@ -23,13 +23,14 @@ def pipeline_options(shard_policy: Optional[tf.data.experimental.AutoShardPolicy
                      ) -> tf.data.Options:
     """The options of every input pipeline here: tf.data's autotuning off.
 
-    Its background thread re-plans the pipeline on a doubling period (10 ms, 20 ms, ...),
-    and destroying an iterator waited, idle, for the thread's next plan: every pass over a
-    dataset (a ``fit`` epoch, a validation pass, a scoring job) ended at one of 5.1 s,
-    10.2 s, 20.5 s ... after it began, whatever its work, which up to doubled short passes.
-    Without it ``AUTOTUNE`` parallelism is the number of cores and prefetch buffers grow on
-    demand; on 2 cores that trained faster as well (BENCHMARKS.md, "tf.data's autotuning").
-    ``shard_policy``: how a multi-worker strategy splits the input.
+    Its background thread re-plans the pipeline on a period that doubles from 10 ms, and
+    destroying an iterator waited, idle, for the thread's next plan: a pass over a dataset
+    (a ``fit`` epoch, a validation pass, a scoring job) ended at the next of 5.1 s, 10.2 s,
+    ... after it began, whatever its work (a 2M-row scoring job with 7-9 s of work took
+    10.5 s). Without it ``AUTOTUNE`` parallelism is the number of cores and prefetch
+    buffers grow on demand; training samples/s did not change (BENCHMARKS.md, "Batch
+    scoring without tf.data's autotuning"). ``shard_policy``: how a multi-worker strategy
+    splits the input.
     """
     options = tf.data.Options()
     options.autotune.enabled = False
