@@ -103,10 +103,16 @@ def test_profile_tsl_step_times_every_variant_and_part(capsys, monkeypatch):
     steps = {l.split()[0]: _numbers(l) for l in lines[1:split]}
     assert list(steps) == list(prof.VARIANTS)
     assert steps["tpm"][1] == 1.0  # the ratio to TPM
-    parts = {l[:18].strip(): _numbers(l)[0] for l in lines[split + 1:]}
-    assert list(parts) == ["reward", "sampled tree", "ucl + ce", "reinforce", "(empty call)"]
+    spread_at = next(i for i, l in enumerate(lines) if l.startswith("the reward from 32"))
+    parts = {l[:22].strip(): _numbers(l)[0] for l in lines[split + 1:spread_at]}
+    assert list(parts) == ["reward", "reward, exact", "sampled tree", "ucl + ce", "reinforce",
+                           "(empty call)"]
     for v in [ms for ms, _ in steps.values()] + list(parts.values()):
         assert math.isfinite(v) and v > 0
+    spread = {l[:28].strip(): _numbers(l)[0] for l in lines[spread_at + 1:]}
+    assert list(spread) == ["estimate sd", "exact XAUC share sd", "exact advantage sd",
+                            "advantage variance added"]
+    assert all(math.isfinite(v) and v >= 0 for v in spread.values())
 
 
 def test_pruning_headroom_lists_nodes_and_a_bound_below_the_global_tree(capsys):

@@ -184,6 +184,33 @@ def test_sample_advantage_batch_mean_is_the_batch_reward(error):
     assert per_sample.mean() == pytest.approx(float(losses.batch_advantage(*args)), abs=1e-6)
 
 
+def test_sampled_partners_estimate_the_exact_advantage_without_bias():
+    """``partners = K``: each sample's XAUC share from K partners drawn from the batch is
+    an unbiased estimate of the exact share (label and prediction ties included): over
+    many draws its mean is the exact advantage within the draws' standard error, and its
+    spread shrinks like 1 / sqrt(K)."""
+    rng = np.random.default_rng(5)
+    n = 200
+    y = rng.integers(0, 8, n).astype(np.float32)
+    pg = rng.integers(0, 6, n).astype(np.float32)
+    pt = pg + rng.choice([-1.0, 0.0, 1.0], n).astype(np.float32)
+    args = (tf.constant(y), tf.constant(pt), tf.constant(pg), tf.constant(3.0))
+    exact = losses.sample_advantage(*args).numpy()
+    spread = {}
+    for k in (8, 32):
+        draw = tf.function(lambda: losses.sample_advantage(*args, partners=k))
+        tf.random.set_seed(k)
+        draws = np.stack([draw().numpy() for _ in range(1500)])
+        se = draws.std(0) / np.sqrt(len(draws))
+        # z-scores of 200 samples' means: none beyond 4.5 (a biased share would be
+        # tens of standard errors off, like dropping ties or the n / K scale)
+        assert np.all(np.abs(draws.mean(0) - exact) <= 4.5 * se + 1e-5)
+        assert draws.mean() == pytest.approx(exact.mean(), abs=4.5 * draws.mean(1).std()
+                                             / np.sqrt(len(draws)) + 1e-6)
+        spread[k] = draws.std(0).mean()
+    assert spread[32] == pytest.approx(spread[8] / 2.0, rel=0.15)
+
+
 @pytest.mark.parametrize("n", [1, 2, 5, 64, 300])
 def test_dominance_counts_match_brute_force(n):
     """The merge-sort-tree count #{pos_j < p, rank_j < r} behind the O(B log^2 B) reward,

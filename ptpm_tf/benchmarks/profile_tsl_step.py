@@ -5,7 +5,8 @@ the variants interleaved and reported as medians, since the machine is shared:
 
 1. **Whole steps** (forward, backward, Adam update) of TPM, PTPM, and PTPM with one part
    taken out: ``no-reward`` (the per-sample reward replaced by its error term only, so the
-   pair comparisons are gone), ``no-ucl`` and ``no-tsl``. The differences are what each
+   pair comparisons are gone), ``no-ucl`` and ``no-tsl``; and ``exact-reward``, the
+   reward's XAUC share counted over the whole batch instead of 32 sampled partners. The differences are what each
    part costs inside the step.
 2. **Parts alone** (forward only, one ``tf.function`` each, on the trained model's outputs
    for one batch): the per-sample reward, the sampled tree (actions, pruned leaves and
@@ -21,6 +22,7 @@ import argparse
 import statistics
 import time
 
+import numpy as np
 import tensorflow as tf
 
 import ptpm_tf  # noqa: F401
@@ -42,7 +44,7 @@ class _NoPairsHead(TreeHead):
     def _tree_loss(self, *args, **kwargs):
         exact = losses.sample_advantage
 
-        def error_only(y, pred_tree, pred_global, scale, error="squared"):
+        def error_only(y, pred_tree, pred_global, scale, error="squared", partners=0):
             return -(losses._error(pred_tree, y, scale, error)
                      - losses._error(pred_global, y, scale, error))
         losses.sample_advantage = error_only  # only while this step is traced
@@ -54,7 +56,8 @@ class _NoPairsHead(TreeHead):
 
 VARIANTS = {"tpm": ("tpm", {}), "ptpm": ("ptpm", {}),
             "ptpm-no-reward": ("ptpm-no-reward", {}),
-            "ptpm-no-ucl": ("ptpm", {"ucl": False}), "ptpm-no-tsl": ("ptpm", {"tsl": False})}
+            "ptpm-no-ucl": ("ptpm", {"ucl": False}), "ptpm-no-tsl": ("ptpm", {"tsl": False}),
+            "ptpm-exact-reward": ("ptpm", {"reward_partners": 0})}
 
 
 def _median_ms(fn, calls):
@@ -116,8 +119,9 @@ def parts_alone(args, model, features_batch, targets_batch):
     if unit is not None:
         pred_t, pred_g = pred_t * unit, pred_g * unit
 
-    def reward():
-        return losses.sample_advantage(y, pred_t, pred_g, head.label_scale, head.reward_error)
+    def reward(partners=head.reward_partners):
+        return losses.sample_advantage(y, pred_t, pred_g, head.label_scale, head.reward_error,
+                                       partners)
 
     def ucl_ce():
         on_path = tf.gather(head.ops.on_path, leaf)
@@ -132,7 +136,8 @@ def parts_alone(args, model, features_batch, targets_batch):
         return losses.reinforce_loss(prune_logits, actions, live,
                                      adv / (distribute.global_std(adv) + 1e-8))
 
-    fns = {"reward": reward, "sampled tree": sampled_tree, "ucl + ce": ucl_ce,
+    fns = {"reward": reward, "reward, exact": lambda: reward(0),
+           "sampled tree": sampled_tree, "ucl + ce": ucl_ce,
            "reinforce": reinforce, "(empty call)": lambda: y}
     fns = {k: tf.function(v) for k, v in fns.items()}
     for f in fns.values():
@@ -141,7 +146,22 @@ def parts_alone(args, model, features_batch, targets_batch):
     for _ in range(args.repeats):
         for name, f in fns.items():
             ms[name].append(_median_ms(f, args.calls))
-    return {name: statistics.median(v) for name, v in ms.items()}
+    return {name: statistics.median(v) for name, v in ms.items()}, reward_spread(
+        fns["reward, exact"]().numpy(), fns["reward"], error_only=(
+            -(losses._error(pred_t, y, head.label_scale, head.reward_error)
+              - losses._error(pred_g, y, head.label_scale, head.reward_error))).numpy())
+
+
+def reward_spread(exact, sampled, error_only, draws: int = 200) -> dict:
+    """How noisy the sampled reward is on this batch: the standard deviation of each
+    sample's estimate around its exact value (over ``draws`` draws, averaged over the
+    samples), against the spread across samples of the exact XAUC share and of the whole
+    advantage (what REINFORCE weighs)."""
+    est = np.stack([sampled().numpy() for _ in range(draws)])
+    noise = float(est.std(0).mean())
+    return {"estimate sd": noise, "exact XAUC share sd": float(np.std(exact - error_only)),
+            "exact advantage sd": float(np.std(exact)),
+            "advantage variance added": noise ** 2 / float(np.var(exact))}
 
 
 def main(argv=None):
@@ -172,8 +192,13 @@ def main(argv=None):
     batch = next(iter(make_tf_dataset(features, model.head.adapt(train),
                                       batch_size=args.batch_size)))
     print("parts alone, forward (median ms, including one tf.function call's overhead)")
-    for name, v in parts_alone(args, model, *batch).items():
-        print(f"  {name:16s} {v:8.2f} ms")
+    parts, spread = parts_alone(args, model, *batch)
+    for name, v in parts.items():
+        print(f"  {name:20s} {v:8.2f} ms")
+    print(f"the reward from {model.head.reward_partners} partners on this batch "
+          "(per-sample sd of the estimate; spreads across samples)")
+    for name, v in spread.items():
+        print(f"  {name:26s} {v:.4f}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ VARIANTS: Dict[str, Tuple[str, Dict[str, Any]]] = {
     # the validation columns of their table, never on test.
     "tpm-mean-leaves": ("ptpm", {"tsl": False, "ucl": False}),
     "ptpm-batch-reward": ("ptpm", {"reward": "batch"}),
+    "ptpm-exact-reward": ("ptpm", {"reward_partners": 0}),
+    "ptpm-best-exact-reward": ("ptpm", {**PRESETS["best"]["ptpm"], "reward_partners": 0}),
     "ptpm-raw-advantage": ("ptpm", {"advantage_norm": False}),
     "ptpm-prune-bias0": ("ptpm", {"prune_bias_init": 0.0}),
     "ptpm-w-tree5": ("ptpm", {"w_tree": 5.0}),

@@ -50,6 +50,9 @@ class TreeConfig:
     reward: str = setting("sample", "REINFORCE reward: per-sample (Shapley split of the batch "
                                     "reward) or the paper's batch reward",
                           choices=("sample", "batch"))
+    reward_partners: int = setting(32, "per-sample reward: partners drawn per sample to "
+                                       "estimate its XAUC share (0: every sample of the "
+                                       "batch, counted exactly)", low=0)
     advantage_norm: bool = setting(True, "divide the per-sample advantages by their batch "
                                          "std")
     prune_bias_init: float = setting(-2.0, "initial bias of the pruning logits")

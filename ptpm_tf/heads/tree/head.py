@@ -129,6 +129,7 @@ class TreeHead(Head):
         self.ucl_max_weight, self.ucl_self_normalize = c.ucl_max_weight, c.ucl_self_normalize
         self.w_reg, self.w_var, self.w_tree = c.w_reg, c.w_var, c.w_tree
         self.reward, self.advantage_norm = c.reward, c.advantage_norm
+        self.reward_partners = c.reward_partners
         self.prune_bias_init, self.tree_warmup_steps = prune_bias_init, c.tree_warmup_steps
         self.geometry = g = TreeGeometry(depth)
         self.ops = TreeOps(g)
@@ -540,7 +541,7 @@ class TreeHead(Head):
             gain = adv
         else:
             adv = losses.sample_advantage(y, pred_t, pred_g, self.label_scale,
-                                          self.reward_error)
+                                          self.reward_error, self.reward_partners)
             gain = tf.reduce_mean(adv)
             if self.advantage_norm:
                 adv = adv / (distribute.global_std(adv) + 1e-8)

@@ -176,8 +176,24 @@ def _signed_concordance(y: tf.Tensor, a: tf.Tensor, y_points: tf.Tensor,
     return 4.0 * a_count + 2.0 * e_c + 2.0 * e_y + f - (c_lo + c_hi)
 
 
+def _sampled_share(y, pred_tree, pred_global, y_col, pg_col, pt_col, partners: int):
+    """[B] unbiased estimate of each sample's summed Shapley share
+    ``1/4 sum_j s_ij (sign(T_i - g_j) + sign(T_i - T_j) - sign(g_i - g_j) - sign(g_i - T_j))``
+    over the ``n`` samples of the global batch (``*_col``) from ``partners`` of them drawn
+    uniformly with replacement, times ``n / partners``: dense [B, K] comparisons. Its
+    variance is ``n^2 / K`` times the variance of ``share_i(j)`` over ``j`` (one draw)."""
+    n = tf.size(y_col)
+    u = distribute.uniform([tf.shape(y)[0], partners])
+    j = tf.minimum(tf.cast(u * tf.cast(n, tf.float32), tf.int32), n - 1)
+    g_j, t_j = tf.gather(pg_col, j), tf.gather(pt_col, j)
+    t_i, g_i = pred_tree[:, None], pred_global[:, None]
+    moved = (tf.sign(t_i - g_j) + tf.sign(t_i - t_j)) - (tf.sign(g_i - g_j) + tf.sign(g_i - t_j))
+    total = tf.reduce_sum(tf.sign(y[:, None] - tf.gather(y_col, j)) * moved, axis=1)
+    return total * (0.25 * tf.cast(n, tf.float32) / partners)
+
+
 def sample_advantage(y: tf.Tensor, pred_tree: tf.Tensor, pred_global: tf.Tensor,
-                     scale: tf.Tensor, error: str = "squared") -> tf.Tensor:
+                     scale: tf.Tensor, error: str = "squared", partners: int = 0) -> tf.Tensor:
     """[B] per-sample decomposition of ``R_T - R_{T_g}`` (Eq. 11) whose batch mean is the
     batch reward exactly, so the XAUC and error terms keep the paper's relative scale.
 
@@ -195,12 +211,19 @@ def sample_advantage(y: tf.Tensor, pred_tree: tf.Tensor, pred_global: tf.Tensor,
     ties), i's share summed over j is ``1/4 (S(y_i, T_i) - S(y_i, g_i))``, ``S(y, a) =
     sum_j sign(y - y_j) sign(a - c_j)`` over the 2B points ``(y_j, g_j)`` and ``(y_j, T_j)``
     (:func:`_signed_concordance`: counts and binary searches on sorted ranks). The counts
-    are integers, so the result is the pairwise sum's, ties included."""
+    are integers, so the result is the pairwise sum's, ties included.
+
+    With ``partners = K > 0``, i's share is estimated from ``K`` partners drawn uniformly
+    (with replacement) from the batch instead (:func:`_sampled_share`): unbiased, so the
+    expected batch mean is still the batch reward."""
     y_col, pg_col, pt_col = distribute.global_batch((y, pred_global, pred_tree))
-    s = _signed_concordance(tf.concat([y, y], 0), tf.concat([pred_tree, pred_global], 0),
-                            tf.concat([y_col, y_col], 0), tf.concat([pg_col, pt_col], 0))
-    s_tree, s_global = tf.split(s, 2)
-    share = 0.25 * tf.cast(s_tree - s_global, tf.float32)
+    if partners:
+        share = _sampled_share(y, pred_tree, pred_global, y_col, pg_col, pt_col, partners)
+    else:
+        s = _signed_concordance(tf.concat([y, y], 0), tf.concat([pred_tree, pred_global], 0),
+                                tf.concat([y_col, y_col], 0), tf.concat([pg_col, pt_col], 0))
+        s_tree, s_global = tf.split(s, 2)
+        share = 0.25 * tf.cast(s_tree - s_global, tf.float32)
     # pairs with a different label, P = n_pairs / 2 (pairs i < j); the shares sum to
     # sum_{i<j} D_ij
     y_sorted = tf.sort(y_col)
