@@ -6,12 +6,14 @@ the variants interleaved and reported as medians, since the machine is shared:
 1. **Whole steps** (forward, backward, Adam update) of TPM, PTPM, and PTPM with one part
    taken out: ``no-reward`` (the per-sample reward replaced by its error term only, so the
    pair comparisons are gone), ``no-ucl`` and ``no-tsl``; and ``exact-reward``, the
-   reward's XAUC share counted over the whole batch instead of 32 sampled partners. The differences are what each
-   part costs inside the step.
+   reward's XAUC share counted over the whole batch instead of 32 sampled partners. The
+   differences are what each part costs inside the step.
 2. **Parts alone** (forward only, one ``tf.function`` each, on the trained model's outputs
-   for one batch): the per-sample reward, the sampled tree (actions, pruned leaves and
-   the decoded prediction the reward scores: the mean, or the median with ``--preset
-   best``), the UCL weights with the path cross-entropy, and the REINFORCE surrogate.
+   for one batch): the per-sample reward (from the head's partners, and exact), the
+   sampled tree (actions, pruned leaves and the decoded prediction the reward scores: the
+   mean, or the median with ``--preset best``), the UCL weights with the path
+   cross-entropy, and the REINFORCE surrogate; then how noisy the sampled reward is on
+   that batch (:func:`reward_spread`).
 
     python -m ptpm_tf.benchmarks.profile_tsl_step --preset paper
     python -m ptpm_tf.benchmarks.profile_tsl_step --preset best
