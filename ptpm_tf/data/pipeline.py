@@ -63,7 +63,7 @@ def _row_batches(columns, n: int, batch_size: int, tables: dict, *,
 
     Slicing the columns row by row (``from_tensor_slices``, then ``shuffle`` and ``batch``)
     costs per row and per column: on the simulator's 8 columns a pass over 240,000 rows
-    took 2.0-2.2 s of CPU against 0.3-0.4 s this way (BENCHMARKS.md). Shuffling the row
+    took 2.5 CPU-seconds against 0.4-0.5 this way (BENCHMARKS.md). Shuffling the row
     indices with the same buffer and seed gives the very same batches as shuffling the rows.
     """
     columns = tf.nest.map_structure(tf.convert_to_tensor, columns)
