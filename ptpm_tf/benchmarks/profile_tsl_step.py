@@ -40,6 +40,12 @@ from ptpm_tf.heads.tree.config import TreeConfig
 from ptpm_tf.training import build_model
 
 
+def _error_reward(y, pred_tree, pred_global, scale, error):
+    """The per-sample reward's error term alone: minus the change of each sample's error."""
+    return -(losses._error(pred_tree, y, scale, error)
+             - losses._error(pred_global, y, scale, error))
+
+
 class _NoPairsHead(TreeHead):
     """PTPM whose per-sample reward keeps only its error term (no pair comparisons)."""
 
@@ -47,8 +53,7 @@ class _NoPairsHead(TreeHead):
         exact = losses.sample_advantage
 
         def error_only(y, pred_tree, pred_global, scale, error="squared", partners=0):
-            return -(losses._error(pred_tree, y, scale, error)
-                     - losses._error(pred_global, y, scale, error))
+            return _error_reward(y, pred_tree, pred_global, scale, error)
         losses.sample_advantage = error_only  # only while this step is traced
         try:
             return super()._tree_loss(*args, **kwargs)
@@ -149,9 +154,8 @@ def parts_alone(args, model, features_batch, targets_batch):
         for name, f in fns.items():
             ms[name].append(_median_ms(f, args.calls))
     return {name: statistics.median(v) for name, v in ms.items()}, reward_spread(
-        fns["reward, exact"]().numpy(), fns["reward"], error_only=(
-            -(losses._error(pred_t, y, head.label_scale, head.reward_error)
-              - losses._error(pred_g, y, head.label_scale, head.reward_error))).numpy())
+        fns["reward, exact"]().numpy(), fns["reward"], error_only=_error_reward(
+            y, pred_t, pred_g, head.label_scale, head.reward_error).numpy())
 
 
 def reward_spread(exact, sampled, error_only, draws: int = 200) -> dict:
