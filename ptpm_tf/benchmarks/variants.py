@@ -37,6 +37,8 @@ VARIANTS: Dict[str, Tuple[str, Dict[str, Any]]] = {
     "ptpm-ratio-no-ucl": ("ptpm", {"label_space": "ratio", "ucl": False}),
     "tpm-best": ("tpm", PRESETS["best"]["tpm"]),
     "ptpm-best": ("ptpm", PRESETS["best"]["ptpm"]),
+    "tpm-quantile": ("tpm", {"label_space": "quantile", "decode": "median"}),
+    "ptpm-quantile": ("ptpm", {"label_space": "quantile", "decode": "median"}),
 }
 SETTINGS_ORDER = ("ptpm", "ptpm-no-tsl", "ptpm-no-ucl", "tpm", "tpm-mean-leaves", "ptpm-batch-reward",
                   "ptpm-raw-advantage", "ptpm-prune-bias0", "ptpm-w-tree5", "ptpm-warmup",
@@ -47,7 +49,8 @@ TABLE2_ORDER = ("mse", "wlr", "d2q", "or", "dml", "cread", "tpm", "ptpm")
 TABLE2_ROWS = ("mse", "wlr", "d2q", "or", "dml", "cread", "tpm", "tpm-median", "tpm-mean",
                "ptpm", "ptpm-median", "ptpm-mean", "tpm-ratio", "tpm-ratio-median",
                "ptpm-ratio", "ptpm-ratio-median", "tpm-best", "tpm-best-mean", "ptpm-best",
-               "ptpm-best-mean")
+               "ptpm-best-mean", "tpm-quantile", "tpm-quantile-mean", "ptpm-quantile",
+               "ptpm-quantile-mean")
 #: the tree models' rows compared with the duration-aware baselines (``BASELINES_TO_BEAT``)
 TREE_ROWS = tuple(v for v in TABLE2_ROWS if "tpm" in v)
 BASELINES_TO_BEAT = ("dml", "d2q")
@@ -64,7 +67,11 @@ LABELS = {"mse": "MSE", "wlr": "WLR", "d2q": "D2Q", "or": "OR", "dml": "DML",
           "tpm-best": "TPM, best preset (ratio, median)",
           "tpm-best-mean": "TPM, best preset, mean decoder",
           "ptpm-best": "PTPM, best preset (ratio, median)",
-          "ptpm-best-mean": "PTPM, best preset, mean decoder"}
+          "ptpm-best-mean": "PTPM, best preset, mean decoder",
+          "tpm-quantile": "TPM, quantile tree, median decoder",
+          "tpm-quantile-mean": "TPM, quantile tree, mean decoder",
+          "ptpm-quantile": "PTPM, quantile tree, median decoder",
+          "ptpm-quantile-mean": "PTPM, quantile tree, mean decoder"}
 DEFAULT_MODELS = TABLE2_ORDER
 CURVE_VARIANTS = ("ptpm", "tpm")
 #: the model the tables test against the runner-up (the * of Table 2)
