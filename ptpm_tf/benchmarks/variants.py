@@ -12,6 +12,7 @@ from ptpm_tf.config import PRESETS
 #: the ``paper`` preset, so the paper's names keep the paper's definitions; ``*-ratio``
 #: are the same models with the tree over watch time / duration, ``*-best`` the ``best``
 #: preset (the default of ``ptpm-tf train``).
+_NO_REG = {"w_reg": 0.0, "w_var": 0.0}
 VARIANTS: Dict[str, Tuple[str, Dict[str, Any]]] = {
     "mse": ("mse", {}), "wlr": ("wlr", {}), "d2q": ("d2q", {}), "or": ("or", {}),
     "dml": ("dml", {}), "cread": ("cread", {}), "tpm": ("tpm", {}), "ptpm": ("ptpm", {}),
@@ -39,6 +40,17 @@ VARIANTS: Dict[str, Tuple[str, Dict[str, Any]]] = {
     "ptpm-best": ("ptpm", PRESETS["best"]["ptpm"]),
     "tpm-quantile": ("tpm", {"label_space": "quantile", "decode": "median"}),
     "ptpm-quantile": ("ptpm", {"label_space": "quantile", "decode": "median"}),
+    # the same trees trained by the path cross-entropy (and TSL) alone: L_reg and L_var
+    # fit the mean in seconds, which the median decoder does not serve
+    "tpm-ratio-no-reg": ("tpm", {"label_space": "ratio", "decode": "median", **_NO_REG}),
+    "ptpm-ratio-no-reg": ("ptpm", {"label_space": "ratio", "decode": "median", **_NO_REG}),
+    "tpm-quantile-no-reg": ("tpm", {"label_space": "quantile", "decode": "median", **_NO_REG}),
+    "ptpm-quantile-no-reg": ("ptpm", {"label_space": "quantile", "decode": "median",
+                                      **_NO_REG}),
+    # ... with the pruning reward scoring what is served: the median, by its absolute error
+    "ptpm-ratio-no-reg-median-reward": ("ptpm", {"label_space": "ratio", "decode": "median",
+                                                 "reward_decode": "median",
+                                                 "reward_error": "absolute", **_NO_REG}),
 }
 SETTINGS_ORDER = ("ptpm", "ptpm-no-tsl", "ptpm-no-ucl", "tpm", "tpm-mean-leaves", "ptpm-batch-reward",
                   "ptpm-raw-advantage", "ptpm-prune-bias0", "ptpm-w-tree5", "ptpm-warmup",
@@ -50,7 +62,9 @@ TABLE2_ROWS = ("mse", "wlr", "d2q", "or", "dml", "cread", "tpm", "tpm-median", "
                "ptpm", "ptpm-median", "ptpm-mean", "tpm-ratio", "tpm-ratio-median",
                "ptpm-ratio", "ptpm-ratio-median", "tpm-best", "tpm-best-mean", "ptpm-best",
                "ptpm-best-mean", "tpm-quantile", "tpm-quantile-mean", "ptpm-quantile",
-               "ptpm-quantile-mean")
+               "ptpm-quantile-mean", "tpm-ratio-no-reg", "ptpm-ratio-no-reg",
+               "tpm-quantile-no-reg", "ptpm-quantile-no-reg",
+               "ptpm-ratio-no-reg-median-reward")
 #: the tree models' rows compared with the duration-aware baselines (``BASELINES_TO_BEAT``)
 TREE_ROWS = tuple(v for v in TABLE2_ROWS if "tpm" in v)
 BASELINES_TO_BEAT = ("dml", "d2q")
@@ -71,7 +85,13 @@ LABELS = {"mse": "MSE", "wlr": "WLR", "d2q": "D2Q", "or": "OR", "dml": "DML",
           "tpm-quantile": "TPM, quantile tree, median decoder",
           "tpm-quantile-mean": "TPM, quantile tree, mean decoder",
           "ptpm-quantile": "PTPM, quantile tree, median decoder",
-          "ptpm-quantile-mean": "PTPM, quantile tree, mean decoder"}
+          "ptpm-quantile-mean": "PTPM, quantile tree, mean decoder",
+          "tpm-ratio-no-reg": "TPM, ratio tree, median, no L_reg/L_var",
+          "ptpm-ratio-no-reg": "PTPM, ratio tree, median, no L_reg/L_var",
+          "tpm-quantile-no-reg": "TPM, quantile tree, median, no L_reg/L_var",
+          "ptpm-quantile-no-reg": "PTPM, quantile tree, median, no L_reg/L_var",
+          "ptpm-ratio-no-reg-median-reward": "PTPM, ratio tree, median, no L_reg/L_var, "
+                                             "median reward"}
 DEFAULT_MODELS = TABLE2_ORDER
 CURVE_VARIANTS = ("ptpm", "tpm")
 #: the model the tables test against the runner-up (the * of Table 2)

@@ -495,20 +495,19 @@ class TreeHead(Head):
             median_col = self._median_col if full else 0
             knots = self.leaf_knots
             if self.tsl:
-                median_g = None
                 if need_global and not full:  # one pass over both trees' medians
                     both = decoding.quantiles_from_cumulative(tf.concat([cum, cum_g], 0),
                                                               knots, levels)
+                    if rows is not None:
+                        both = self._quantiles_seconds(both, tf.concat([rows, rows], 0))
                     qs, both_g = tf.split(both, 2)
                     median_g = both_g[:, median_col]
-                elif need_global:  # every level of the personalised tree, global median
-                    qs = decoding.quantiles_from_cumulative(cum, knots, levels)
-                    median_g = decoding.quantiles_from_cumulative(cum_g, knots, (0.5,))[:, 0]
                 else:
-                    qs = decoding.quantiles_from_cumulative(cum, knots, levels)
-                qs = self._quantiles_seconds(qs, rows)
-                if median_g is not None:
-                    median_g = self._quantiles_seconds(median_g, rows)
+                    qs = self._quantiles_seconds(
+                        decoding.quantiles_from_cumulative(cum, knots, levels), rows)
+                    if need_global:  # every level of the personalised tree, global median
+                        median_g = self._quantiles_seconds(decoding.quantiles_from_cumulative(
+                            cum_g, knots, (0.5,))[:, 0], rows)
             else:
                 qs = self._quantiles_seconds(
                     decoding.quantiles_from_cumulative(cum, knots, levels), rows)
