@@ -9,13 +9,15 @@ import tensorflow as tf
 from ptpm_tf import cli
 from ptpm_tf.benchmarks.suite import BenchmarkConfig
 from ptpm_tf.cli.options import experiment_config, section_values
-from ptpm_tf.config import ExperimentConfig
+from ptpm_tf.config import DEFAULT_MODEL, ExperimentConfig
 from ptpm_tf.settings import ConfigError
 
 
 def test_command_line_defaults_are_the_dataclasses_defaults():
     parser = cli.build_parser()
-    assert experiment_config(parser.parse_args(["train"]), "ptpm") == ExperimentConfig()
+    args = parser.parse_args(["train"])
+    assert experiment_config(args, args.model) == ExperimentConfig()
+    assert args.model == DEFAULT_MODEL == "tpm"
     args = parser.parse_args(["benchmark"])
     assert BenchmarkConfig(**section_values(args, BenchmarkConfig)) == BenchmarkConfig()
 

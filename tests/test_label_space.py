@@ -11,7 +11,7 @@ import tensorflow as tf
 import ptpm_tf  # noqa: F401
 from ptpm_tf.heads.tree import decoding
 from ptpm_tf.heads.tree.config import QUANTILE_LEVELS, TreeConfig
-from ptpm_tf.heads.tree.describe import describe_tree, request_tree
+from ptpm_tf.heads.tree.describe import describe_tree, label_unit
 from ptpm_tf.heads import TreeHead, build_head, head_config
 from ptpm_tf.heads.tree.geometry import assign_leaves, fit_global_tree, leaf_cuts
 
@@ -147,6 +147,8 @@ def test_presets_lay_settings_over_the_models():
                                                                      "seconds")
     best = head_config("ptpm", "best")
     assert best.label_space == "ratio" and best.decode == "median"
+    assert best.w_reg == best.w_var == 0.0  # the median is served: no fit of the mean
+    assert head_config("tpm", "best").w_reg == 0.0 and head_config("tpm", "paper").w_reg == 1.0
     assert head_config("ptpm", "best", decode="mean").decode == "mean"
     assert head_config("dml", "best") == head_config("dml", "paper")
     assert build_head("tpm", head_config("tpm", "paper")).label_space == "seconds"
@@ -162,14 +164,11 @@ def test_describe_tree_prints_the_requests_seconds():
     pred = {k: v.numpy()[0] for k, v in h.decode(raw, {"duration": tf.constant([50.0])}).items()}
     info = h.model_info()["tree"]
     assert info["label_space"] == "ratio"
-    bounds, values = request_tree(info, 50.0)
-    np.testing.assert_allclose(bounds, np.array(info["leaf_bounds"]) * 50.0)
-    np.testing.assert_allclose(values, np.array(info["node_value"]) * 50.0)
-    unknown = request_tree(info, float("nan"))[0]
-    np.testing.assert_allclose(unknown, np.array(info["leaf_bounds"]) * info["duration_fallback"])
-    seconds = {"label_space": "seconds", "leaf_bounds": [0.0, 1.0], "node_value": [0.5]}
-    assert request_tree(seconds, 50.0)[0].tolist() == [0.0, 1.0]
-    text = describe_tree(pred, 4, leaf_bounds=bounds, node_value=values)
+    assert label_unit(info, 50.0) == 50.0
+    assert label_unit(info, float("nan")) == pytest.approx(info["duration_fallback"])
+    assert label_unit({"label_space": "seconds"}, 50.0) == 1.0
+    text = describe_tree(pred, 4, leaf_bounds=info["leaf_bounds"],
+                         node_value=info["node_value"], scale=label_unit(info, 50.0))
     # the complete plays' zero-width leaves read [50.00, 50.00] s for a 50 s item
     assert "[50.00, 50.00]" in text
 

@@ -35,9 +35,6 @@ def main(argv=None):
     args = ap.parse_args(argv)
     config, model, dataset, split = load_run(Path(args.run))
     head = model.head
-    if head.label_space == "quantile":
-        raise SystemExit("decoder_knots compares knots of seconds and ratio trees; this run's "
-                         "tree is over the duration-group quantile")
     # seconds per unit of the tree's label (the duration in ratio space), in float64 as the
     # head's adapt divides: a float32 duration moves the complete plays off the atom at 1
     unit = lambda frame: (head._unit_np(frame[DURATION].to_numpy(np.float64)) if head.ratio

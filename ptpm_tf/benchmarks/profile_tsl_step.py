@@ -29,7 +29,7 @@ import tensorflow as tf
 
 import ptpm_tf  # noqa: F401
 from ptpm_tf import distribute
-from ptpm_tf.data.dataset import LABEL
+from ptpm_tf.data.dataset import DURATION, LABEL
 from ptpm_tf.data.pipeline import make_tf_dataset
 from ptpm_tf.config import DataConfig, ExperimentConfig
 from ptpm_tf.data.registry import load_and_split
@@ -102,13 +102,11 @@ def parts_alone(args, model, features_batch, targets_batch):
     head = model.head
     out = model.raw_outputs(features_batch, training=False)
     y = tf.cast(targets_batch[LABEL], tf.float32)
-    rows = head._target_rows(targets_batch)
-    if head.ratio:
-        rows = tf.cast(rows, tf.float32)
+    unit = tf.cast(targets_batch[DURATION], tf.float32) if head.ratio else None
     logits, prune_logits = out["cls_logits"], out["prune_logits"]
     log_reach = head.ops.log_reach(logits)
     reach = tf.exp(log_reach)
-    mean_g = head._mean_var(*head.decode_columns(reach)[:3], rows)[0]
+    mean_g = tf.linalg.matvec(head.ops.global_leaf_prob(reach), head.node_value)
     leaf = tf.cast(targets_batch["leaf"], tf.int32)
 
     def sampled_tree():
@@ -120,14 +118,13 @@ def parts_alone(args, model, features_batch, targets_batch):
                 tf.concat([head.decode_columns(reach, reach * mask)[0],
                            head.decode_columns(reach)[0]], 0),
                 head.leaf_knots, [0.5])
-            return head._quantiles_seconds(tf.split(both[:, 0], 2)[0], rows), actions
-        if head.quantile_space:
-            return head._mean_var(*head.decode_columns(reach, reach * mask)[:3], rows)[0], actions
-        pred = tf.linalg.matvec(reach * mask, head.node_value)
-        return (pred if rows is None else pred * rows), actions
+            return tf.split(both[:, 0], 2)[0], actions
+        return tf.linalg.matvec(reach * mask, head.node_value), actions
 
     pred_t, actions = sampled_tree()
     pred_g = mean_g
+    if unit is not None:
+        pred_t, pred_g = pred_t * unit, pred_g * unit
 
     def reward(partners=head.reward_partners):
         return losses.sample_advantage(y, pred_t, pred_g, head.label_scale, head.reward_error,

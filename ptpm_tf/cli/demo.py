@@ -53,7 +53,7 @@ def _demo_serving(runs, split, export_dir: Path) -> None:
     import numpy as np
     import tensorflow as tf
     from ptpm_tf.export import INFO_FILE, SERVING_SIGNATURE, export_model
-    from ptpm_tf.heads.tree.describe import describe_tree, request_tree
+    from ptpm_tf.heads.tree.describe import describe_tree, label_unit
     print()
     paths = {}
     for name, run in runs.items():
@@ -77,7 +77,8 @@ def _demo_serving(runs, split, export_dir: Path) -> None:
           f"{row.get('duration', float('nan')):.1f} s, actual watch time "
           f"{row['watch_time']:.1f} s); {len(pruned)} of the first {len(candidates)} test rows "
           f"have a pruned tree.")
-    bounds, values = request_tree(info, row.get("duration"))
     print(describe_tree({k: v[i] for k, v in out.items()}, info["depth"],
-                        leaf_bounds=bounds, node_value=values, min_prob=0.02))
+                        leaf_bounds=info["leaf_bounds"], node_value=info["node_value"],
+                        scale=label_unit(info, row.get("duration")),
+                        min_prob=0.02))
     print(f"\nServe {export_dir}/ with TF Serving: docker compose up (see README).")

@@ -60,7 +60,7 @@ def predict_cmd(args) -> int:
     import grpc
     import numpy as np
     import pandas as pd
-    from ptpm_tf.heads.tree.describe import describe_tree, request_tree
+    from ptpm_tf.heads.tree.describe import describe_tree, label_unit
     from ptpm_tf.serving.client import ServingClient, read_table
     frame = read_table(args.input)
     if args.rows:
@@ -92,8 +92,9 @@ def predict_cmd(args) -> int:
                 one = {k: v[i] for k, v in out.items()}
                 print(f"\ncandidate {i}:")
                 duration = frame["duration"].iloc[i] if "duration" in frame else None
-                bounds, values = request_tree(tree, duration) if tree else (None, None)
-                print(describe_tree(one, depth, leaf_bounds=bounds, node_value=values))
+                print(describe_tree(one, depth, leaf_bounds=tree.get("leaf_bounds"),
+                                    node_value=tree.get("node_value"),
+                                    scale=label_unit(tree, duration) if tree else 1.0))
     if args.output:
         atomic_io.write_json(Path(args.output), {k: v.tolist() for k, v in out.items()})
         print(f"outputs written to {args.output}")

@@ -9,11 +9,12 @@ from ptpm_tf.cli.options import add_head_settings, add_settings, experiment_conf
 
 
 def add_parser(sub) -> None:
-    from ptpm_tf.config import DataConfig, TowerConfig, TrainingConfig
+    from ptpm_tf.config import DEFAULT_MODEL, DataConfig, TowerConfig, TrainingConfig
     from ptpm_tf.heads import MODELS
     p = sub.add_parser("train", help="train one model; writes RUN_DIR/metrics.json (test split)")
-    p.add_argument("--model", default="ptpm", choices=tuple(MODELS),
-                   help="ptpm (default), tpm (the paper's TPM) or a baseline of Table 2")
+    p.add_argument("--model", default=DEFAULT_MODEL, choices=tuple(MODELS),
+                   help=f"tpm or ptpm (default {DEFAULT_MODEL}: the better on validation "
+                        f"with the best preset, BENCHMARKS.md) or a baseline of Table 2")
     p.add_argument("--seed", type=int, default=0, help="seed for data, split and training")
     p.add_argument("--out", help="run directory (default runs/MODEL-DATASET-sSEED)")
     p.add_argument("--logdir", help="TensorBoard logs: losses and their parts, MAE, exact "

@@ -148,53 +148,6 @@ def fit_duration_quantiles(y: np.ndarray, duration: Optional[np.ndarray], n_grou
     return DurationQuantiles(edges.astype(np.float32), knots.astype(np.float32))
 
 
-def duration_group(edges: tf.Tensor, n_groups: int, duration: tf.Tensor) -> tf.Tensor:
-    """[B] int32 duration group of each row in the graph (``edges``: the [G-1] inner edges;
-    a NaN duration -> the extra group ``n_groups``, fitted on every training label)."""
-    d = tf.cast(duration, tf.float32)
-    if n_groups > 1:
-        g = tf.searchsorted(edges[None, :], d[None, :], side="right", out_type=tf.int32)[0]
-    else:
-        g = tf.zeros_like(d, tf.int32)
-    return tf.where(tf.math.is_nan(d), tf.constant(n_groups, tf.int32), g)
-
-
-def quantile_value(knots: tf.Tensor, u: tf.Tensor, group: tf.Tensor) -> tf.Tensor:
-    """``Q_g(u)`` in the graph: linear interpolation between the knots ``[G+1, M]`` of
-    each row's group (``u`` [B] with ``group`` [B], or [B, Q] with [B, 1])."""
-    m = knots.shape[1]
-    pos = tf.clip_by_value(u, 0.0, 1.0) * (m - 1)
-    i = tf.clip_by_value(tf.floor(pos), 0.0, m - 2.0)
-    frac = pos - i
-    base = tf.cast(group, tf.int32) * m + tf.cast(i, tf.int32)
-    flat = tf.reshape(knots, [-1])
-    lo, hi = tf.gather(flat, base), tf.gather(flat, base + 1)
-    return lo + frac * (hi - lo)
-
-
-def quantile_rank(knots: tf.Tensor, y: tf.Tensor, group: tf.Tensor) -> tf.Tensor:
-    """``u = F_g(y)`` in the graph (:meth:`DurationQuantiles.quantile_of`): the piecewise-
-    linear inverse of each row's group knots, the middle of the run for a value equal to
-    several knots, 0 / 1 outside the group's range; NaN stays NaN."""
-    m = knots.shape[1]
-    rows = tf.gather(knots, tf.cast(group, tf.int32))  # [B, M]
-    y = tf.cast(y, tf.float32)
-    col = y[:, None]
-    left = tf.raw_ops.LowerBound(sorted_inputs=rows, values=col, out_type=tf.int32)[:, 0]
-    right = tf.raw_ops.UpperBound(sorted_inputs=rows, values=col, out_type=tf.int32)[:, 0]
-    step = 1.0 / (m - 1)
-    tied = 0.5 * (tf.cast(left, tf.float32) + tf.cast(right - 1, tf.float32)) * step
-    lo = tf.clip_by_value(left - 1, 0, m - 1)
-    hi = tf.clip_by_value(left, 0, m - 1)
-    k_lo = tf.gather(rows, lo, batch_dims=1)
-    k_hi = tf.gather(rows, hi, batch_dims=1)
-    frac = tf.clip_by_value(tf.math.divide_no_nan(y - k_lo, k_hi - k_lo), 0.0, 1.0)
-    free = (tf.cast(lo, tf.float32) + frac * tf.cast(hi - lo, tf.float32)) * step
-    u = tf.where(right > left, tied, free)
-    u = tf.where(left >= m, 1.0, tf.where(right <= 0, 0.0, u))
-    return tf.where(tf.math.is_nan(y), y, u)
-
-
 class _DurationQuantileHead(Head):
     """Shared machinery: fit/store the groups, label transform, in-graph ``Q_g``."""
 
@@ -236,11 +189,23 @@ class _DurationQuantileHead(Head):
         """[B] duration group of each row, in the graph (unknown duration -> last group)."""
         if features is None or DURATION not in features:
             raise ValueError(f"{type(self).__name__}.decode needs the raw 'duration' feature")
-        return duration_group(self.edges, self.n_groups, features[DURATION])
+        d = tf.cast(features[DURATION], tf.float32)
+        if self.n_groups > 1:
+            g = tf.searchsorted(self.edges[None, :], d[None, :], side="right")[0]
+        else:
+            g = tf.zeros_like(d, tf.int32)
+        return tf.where(tf.math.is_nan(d), tf.constant(self.n_groups, g.dtype), g)
 
     def value_at(self, u: tf.Tensor, group: tf.Tensor) -> tf.Tensor:
         """``Q_g(u)`` in the graph: linear interpolation between the group's knots."""
-        return quantile_value(self.knots, u, group)
+        m = self.n_knots
+        pos = tf.clip_by_value(u, 0.0, 1.0) * (m - 1)
+        i = tf.clip_by_value(tf.floor(pos), 0.0, m - 2.0)
+        frac = pos - i
+        base = tf.cast(group, tf.int32) * m + tf.cast(i, tf.int32)
+        flat = tf.reshape(self.knots, [-1])
+        lo, hi = tf.gather(flat, base), tf.gather(flat, base + 1)
+        return lo + frac * (hi - lo)
 
     def _decode_quantile(self, u_hat, features):
         if features is None or DURATION not in features:

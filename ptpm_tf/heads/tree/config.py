@@ -21,7 +21,7 @@ LEAF_KNOTS = 8
 #: what the pruning model can read
 PRUNER_INPUTS = ("features", "features+tree")
 #: what the global tree discretises
-LABEL_SPACES = ("seconds", "ratio", "quantile")
+LABEL_SPACES = ("seconds", "ratio")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,9 +31,8 @@ class TreeConfig:
 
     depth: int = setting(6, "global tree depth D (2^D leaves)", low=1)
     label_space: str = setting(
-        "seconds", "what the global tree splits: the watch time in seconds (paper), the "
-                   "watch ratio watch_time / duration, or D2Q's quantile of the watch time "
-                   "among items of similar duration (best); the last two need a duration",
+        "seconds", "what the global tree splits: the watch time in seconds (paper) or the "
+                   "watch ratio watch_time / duration (best; needs a duration)",
         choices=LABEL_SPACES)
     leaf_values: str = setting("mean", "node values: training means (PTPM) or midpoints "
                                        "(TPM) of the node's label interval",

@@ -2,11 +2,9 @@
 seconds, their probabilities (``ptpm-tf predict --tree`` and the demo print it)."""
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence, Tuple
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
-
-from ptpm_tf.heads.quantile import DurationQuantiles
 
 
 def _node_leaf_range(node: int, depth: int):
@@ -17,41 +15,30 @@ def _node_leaf_range(node: int, depth: int):
     return first, first + span - 1
 
 
-def request_tree(tree: Mapping, duration: Optional[float]) -> Tuple[np.ndarray, np.ndarray]:
-    """(leaf bounds [L+1], node values [N]) in seconds for a request with this
-    ``duration`` (``tree``: ``model_info.json``'s ``tree``), as the model decodes it: a
-    seconds tree's own; a ratio tree's times the duration (the training median where it
-    is unknown); a quantile tree's through the duration group's quantile function
-    ``Q_g`` and its node values in seconds (the all-durations group where unknown)."""
-    bounds = np.asarray(tree["leaf_bounds"], np.float64)
-    value = np.asarray(tree["node_value"], np.float64)
-    space = tree.get("label_space", "seconds")
+def label_unit(tree: Mapping, duration: Optional[float]) -> float:
+    """Seconds per unit of an exported tree's label (``tree``: ``model_info.json``'s
+    ``tree``) for a request with this ``duration``: 1 for a seconds tree; for a ratio tree
+    the duration, or the training median where it is unknown (as the model does)."""
+    if tree.get("label_space", "seconds") != "ratio":
+        return 1.0
     d = float("nan") if duration is None else float(duration)
-    if space == "ratio":
-        unit = d if np.isfinite(d) and d > 0 else float(tree["duration_fallback"])
-        return bounds * unit, value * unit
-    if space == "quantile":
-        knots = np.asarray(tree["group_knots"], np.float64)
-        tables = DurationQuantiles(np.asarray(tree["duration_edges"], np.float64), knots)
-        group = tables.group(np.array([d]))
-        return (tables.value_at(bounds, np.full(len(bounds), group[0])),
-                np.asarray(tree["group_node_value"], np.float64)[group[0]])
-    return bounds, value
+    return d if np.isfinite(d) and d > 0 else float(tree["duration_fallback"])
 
 
 def describe_tree(prediction: Mapping[str, np.ndarray], depth: int, *,
                   leaf_bounds: Optional[Sequence[float]] = None,
                   node_value: Optional[Sequence[float]] = None,
-                  min_prob: float = 0.01, unit: str = "s") -> str:
+                  min_prob: float = 0.01, unit: str = "s", scale: float = 1.0) -> str:
     """A readable rendering of one candidate's personalised tree.
 
     ``prediction``: the serving outputs for ONE candidate (``prune_mask`` [I-1],
     ``leaf_prob`` [N], ``watch_time``, ``watch_time_global``, ``variance``,
     ``tree_depth``; scalars or length-1 arrays). ``depth``: the global tree's depth.
-    ``leaf_bounds`` / ``node_value`` (in seconds for this request, :func:`request_tree`
-    of ``model_info.json``'s tree) turn the leaves' rank intervals into label intervals
-    and values; without them intervals are shown as shares of the leaves (leaf k covers
-    [k/L, (k+1)/L)).
+    ``leaf_bounds`` / ``node_value`` (the head's constants, in ``model_info.json`` of an
+    export) turn the leaves' quantile intervals into label intervals and values; without
+    them intervals are shown in quantile space (leaf k covers u in [k/L, (k+1)/L)).
+    ``scale`` turns the tree's label into seconds (:func:`label_unit`: the request's
+    duration for a tree over watch time / duration).
     Leaves of the pruned tree below ``min_prob`` are summarised in one line.
     """
     n_int, n_leaves = 2 ** depth - 1, 2 ** depth
@@ -80,7 +67,8 @@ def describe_tree(prediction: Mapping[str, np.ndarray], depth: int, *,
     def interval(n):
         first, last = _node_leaf_range(n, depth)
         if leaf_bounds is not None:
-            return f"[{leaf_bounds[first]:.2f}, {leaf_bounds[last + 1]:.2f}]"
+            return (f"[{scale * leaf_bounds[first]:.2f}, "
+                    f"{scale * leaf_bounds[last + 1]:.2f}]")
         return f"[{first / n_leaves:.3f}, {(last + 1) / n_leaves:.3f})"
 
     tree_depth = scalar("tree_depth")
@@ -106,7 +94,7 @@ def describe_tree(prediction: Mapping[str, np.ndarray], depth: int, *,
             continue
         row = f"  {n:>5} {int(np.log2(n + 1)):>5}  {interval(n):<20}"
         if node_value is not None:
-            row += f" {node_value[n]:>8.2f}"
+            row += f" {scale * node_value[n]:>8.2f}"
         bar = "#" * int(round(20 * p / top))
         lines.append(row + f" {p:>8.3f}  {bar}" + ("  (pruned node)" if pruned_flag[n] else ""))
     if rest_n:

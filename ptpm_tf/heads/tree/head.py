@@ -19,11 +19,6 @@ duration is missing, NaN or ``<= 0`` use the training median duration
 (``duration_fallback``) as ``d``. ``L_reg``, ``L_var`` and the TSL reward are computed in
 seconds (the paper's regression of the watch time), on the normalised scale
 ``label_scale`` = std of the training watch times.
-``'quantile'`` discretises D2Q's within-duration-group quantile ``u = F_g(w)``
-(:mod:`ptpm_tf.heads.tree.quantile_space`): quantiles of ``u`` map to seconds through the
-group's quantile function ``Q_g``, and the mean, the variance, ``L_reg``, ``L_var`` and
-the reward use each group's leaf moments in seconds. Rows without a duration use the
-group fitted on every training label.
 
 Decoding (issue 7, :mod:`ptpm_tf.heads.tree.decoding`): besides its mean (Eq. 2), the tree's leaf
 distribution is decoded into a continuous distribution in seconds (a pruned leaf spread
@@ -49,11 +44,16 @@ from ptpm_tf import distribute
 from ptpm_tf import metrics as M
 from ptpm_tf.data.dataset import DURATION, LABEL
 from ptpm_tf.heads.base import Head
-from ptpm_tf.heads.quantile import DurationQuantiles, duration_group, quantile_rank, quantile_value
-from ptpm_tf.heads.tree import decoding, losses, quantile_space
+from ptpm_tf.heads.tree import decoding, losses
 from ptpm_tf.heads.tree.config import DECODERS, TreeConfig
 from ptpm_tf.heads.tree.geometry import TreeGeometry, TreeOps, assign_leaves, fit_global_tree
 from ptpm_tf.settings import ConfigError
+
+
+#: decoded outputs in the tree's label unit, turned into seconds per row in ratio space
+_SECONDS_OUTPUTS = ("watch_time", "watch_time_global", "variance", "watch_time_mean",
+                    "watch_time_median", "quantiles", "watch_time_global_mean",
+                    "watch_time_global_median")
 
 
 class TreeHead(Head):
@@ -91,9 +91,8 @@ class TreeHead(Head):
         (the tower's vector for ``x``, as Fig. 5 draws it) or ``'features+tree'`` (also the
         global tree's classifier probabilities for this request, stop-gradient, so it can
         see where the classifiers are unsure).
-      label_space: ``'seconds'`` (the tree splits the watch time, as the paper),
-        ``'ratio'`` (watch time / duration) or ``'quantile'`` (the watch time's quantile
-        among views of items of similar duration); see the module docstring.
+      label_space: ``'seconds'`` (the tree splits the watch time, as the paper) or
+        ``'ratio'`` (it splits watch time / duration; see the module docstring).
 
     Outputs of :meth:`decode`: ``watch_time`` (the chosen decoder on the personalised tree),
     ``watch_time_global`` (the same decoder on the global tree), ``variance`` (``Var_T``),
@@ -117,7 +116,6 @@ class TreeHead(Head):
         c = self.config
         self.label_space = c.label_space
         self.ratio = c.label_space == "ratio"
-        self.quantile_space = c.label_space == "quantile"
         self.pruner_input = c.pruner_input
         self.decoder, self.reward_decoder = c.decode, c.reward_decode
         self.reward_error = c.reward_error
@@ -166,16 +164,6 @@ class TreeHead(Head):
         self.duration_fallback = self.add_weight(
             name="duration_fallback", shape=[], trainable=False, initializer="ones",
             dtype=tf.float32)
-        if self.quantile_space:  # D2Q's duration groups and per-group moments of each leaf
-            groups, knots = quantile_space.GROUPS, quantile_space.KNOTS
-            self.group_edges = self.add_weight(name="duration_edges", shape=[groups - 1],
-                                               **const)
-            self.group_knots = self.add_weight(name="group_knots", shape=[groups + 1, knots],
-                                               **const)
-            self.group_leaf_mean = self.add_weight(
-                name="group_leaf_mean", shape=[groups + 1, g.n_leaves], **const)
-            self.group_leaf_m2 = self.add_weight(
-                name="group_leaf_m2", shape=[groups + 1, g.n_leaves], **const)
         # Decoding a tree is one matmul of its leaf probabilities by a map derived from the
         # constants above (:meth:`_refresh_decode_maps`): [N, L+4] for a personalised tree
         # (the spread folded into the cumulative masses), [L, L+4] for the global tree's
@@ -189,14 +177,14 @@ class TreeHead(Head):
 
     @classmethod
     def settings_for(cls, config, dataset, numeric, explicit):
-        """A ratio or quantile tree needs the duration: on a dataset without one (CIKM16)
-        the space a preset chose falls back to seconds with a notice; one asked for
+        """A ratio tree needs the duration: on a dataset without one (CIKM16) the ratio
+        space a preset chose falls back to seconds with a notice; one asked for
         explicitly is an error."""
-        if config.label_space == "seconds" or DURATION in numeric:
+        if config.label_space != "ratio" or DURATION in numeric:
             return config, None
         if "label_space" in explicit:
-            raise ConfigError(f"--label-space {config.label_space} needs a duration column, "
-                              f"and {dataset} has none; use --label-space seconds")
+            raise ConfigError(f"--label-space ratio needs a duration column, and {dataset} "
+                              f"has none; use --label-space seconds")
         return (dataclasses.replace(config, label_space="seconds"),
                 f"{dataset} has no duration, so the tree splits seconds "
                 f"(label_space=seconds)")
@@ -206,30 +194,22 @@ class TreeHead(Head):
         """Fit the global tree on the training labels (in the head's label space); return
         the training targets (their exact leaves)."""
         y = train[LABEL].to_numpy(np.float64)
-        if self.label_space != "seconds":
-            space = self.label_space
+        if self.ratio:
             if DURATION not in train:
-                raise ValueError(f"label_space='{space}' needs a duration column; this "
-                                 f"dataset has none (use label_space='seconds')")
+                raise ValueError("label_space='ratio' needs a duration column; this dataset "
+                                 "has none (use label_space='seconds')")
             d = train[DURATION].to_numpy(np.float64)
             known = np.isfinite(d) & (d > 0)
             if not known.any():
-                raise ValueError(f"label_space='{space}' needs durations, but no training "
-                                 f"row has a duration > 0 (use label_space='seconds')")
-        if self.ratio:
+                raise ValueError("label_space='ratio' needs durations, but no training row "
+                                 "has a duration > 0 (use label_space='seconds')")
             self.duration_fallback.assign(float(np.median(d[known])))
             d = self._unit_np(d)
             label = y / d
-        elif self.quantile_space:
-            tables = quantile_space.fit_tables(y, d)
-            self.group_edges.assign(tables.edges)
-            self.group_knots.assign(tables.knots)
-            group = tables.group(d)
-            label = tables.quantile_of(y, group)
         else:
             label = y
         tree = fit_global_tree(label, self.depth, leaf_values=self.leaf_values,
-                               seed=self.seed, atoms=self.label_space != "seconds")
+                               seed=self.seed, atoms=self.ratio)
         self.node_value.assign(tree.node_value)
         self.node_m2.assign(tree.node_m2)
         self.leaf_bounds.assign(tree.leaf_bounds)
@@ -239,24 +219,12 @@ class TreeHead(Head):
         if self.ratio:
             self.completion_share.assign(decoding.share_at_or_above(
                 self.leaf_knots.numpy(), 1.0, self.geometry.n_leaves))
-        if self.quantile_space:
-            mean, m2 = quantile_space.leaf_moments(tables, self.leaf_knots.numpy(),
-                                                   self.geometry.n_leaves)
-            self.group_leaf_mean.assign(mean)
-            self.group_leaf_m2.assign(m2)
         self.label_scale.assign(max(float(np.std(y)), 1e-6))
         self._refresh_decode_maps()
         out = {LABEL: y.astype(np.float32), "leaf": tree.train_leaf}
         if self.ratio:
             out[DURATION] = d.astype(np.float32)
-        if self.quantile_space:
-            out["group"] = group.astype(np.int32)
         return out
-
-    @property
-    def group_tables(self) -> DurationQuantiles:
-        """The quantile space's duration groups and quantile functions (NumPy)."""
-        return DurationQuantiles(self.group_edges.numpy(), self.group_knots.numpy())
 
     def _refresh_decode_maps(self) -> None:
         """Derive ``tree_decode_map`` and ``global_decode_map`` from ``spread``,
@@ -292,50 +260,13 @@ class TreeHead(Head):
         ok = np.isfinite(d) & (d > 0)
         return np.where(ok, d, float(self.duration_fallback.numpy()))
 
-    def _rows(self, features) -> tf.Tensor | None:
-        """What turns each row's tree label into seconds: in ratio space the [B] duration
-        (the fallback where it is unknown), in quantile space the [B] duration group (the
-        all-durations group where it is unknown), None in seconds space."""
-        if self.ratio:
-            d = tf.cast(features[DURATION], tf.float32)
-            return tf.where(tf.math.is_finite(d) & (d > 0.0), d, self.duration_fallback)
-        if self.quantile_space:
-            return duration_group(self.group_edges, quantile_space.GROUPS, features[DURATION])
-        return None
-
-    @staticmethod
-    def _target_rows(targets) -> tf.Tensor | None:
-        """:meth:`_rows` of a training batch, precomputed by :meth:`targets`."""
-        for key in (DURATION, "group"):
-            if key in targets:
-                return targets[key]
-        return None
-
-    def _quantiles_seconds(self, q, rows):
-        """Quantiles of the tree's label ([B] or [B, Q]) in seconds: ``Q_g`` of them in
-        quantile space, times the duration in ratio space."""
-        if rows is None:
-            return q
-        if q.shape.rank == 2:
-            rows = rows[:, None]
-        if self.quantile_space:
-            return quantile_value(self.group_knots, q, rows)
-        return q * rows
-
-    def _mean_var(self, cum, mean, m2, rows):
-        """([B] mean, [B] variance) in seconds of a tree decoded by :meth:`decode_columns`
-        (Eq. 2-3 with the spread inside each leaf): in quantile space from its leaf
-        distribution (the differences of ``cum``) and the group's leaf moments in seconds;
-        otherwise the label-space ones, times the duration (squared) in ratio space."""
-        if self.quantile_space:
-            dist = cum[:, 1:] - cum[:, :-1]
-            mean = tf.reduce_sum(dist * tf.gather(self.group_leaf_mean, rows), axis=1)
-            m2 = tf.reduce_sum(dist * tf.gather(self.group_leaf_m2, rows), axis=1)
-            return mean, tf.nn.relu(m2 - tf.square(mean))
-        var = tf.nn.relu(m2 - tf.square(mean))
-        if rows is None:
-            return mean, var
-        return mean * rows, var * tf.square(rows)
+    def _unit(self, features) -> tf.Tensor | None:
+        """[B] seconds per unit of the tree's label: the row's duration (the fallback where
+        it is unknown) in ratio space, None in seconds space."""
+        if not self.ratio:
+            return None
+        d = tf.cast(features[DURATION], tf.float32)
+        return tf.where(tf.math.is_finite(d) & (d > 0.0), d, self.duration_fallback)
 
     def after_restore(self) -> None:
         """Called once weights are restored: a checkpoint from before ``leaf_knots``
@@ -378,12 +309,6 @@ class TreeHead(Head):
 
     def targets(self, frame: pd.DataFrame, seed: int = 0) -> Dict[str, np.ndarray]:
         y = frame[LABEL].to_numpy(np.float64)
-        if self.quantile_space:
-            tables = self.group_tables
-            group = tables.group(frame[DURATION].to_numpy(np.float64))
-            return {LABEL: y.astype(np.float32), "group": group.astype(np.int32),
-                    "leaf": assign_leaves(tables.quantile_of(y, group),
-                                          self.leaf_bounds.numpy(), seed=seed)}
         if not self.ratio:
             return {LABEL: y.astype(np.float32),
                     "leaf": assign_leaves(y, self.leaf_bounds.numpy(), seed=seed)}
@@ -410,12 +335,11 @@ class TreeHead(Head):
         """``watch_time`` of :meth:`decode` without its other outputs (the training step's
         MAE needs only this)."""
         reach = tf.exp(self.ops.log_reach(outputs["cls_logits"]))
-        cum, mean, m2, _ = self.decode_columns(reach, self._leaf_prob(outputs, reach))
-        rows = self._rows(features)
+        cum, mean, _, _ = self.decode_columns(reach, self._leaf_prob(outputs, reach))
         if self.decoder == "median":
-            return self._quantiles_seconds(
-                decoding.quantiles_from_cumulative(cum, self.leaf_knots, (0.5,))[:, 0], rows)
-        return self._mean_var(cum, mean, m2, rows)[0]
+            return self._seconds(
+                decoding.quantiles_from_cumulative(cum, self.leaf_knots, (0.5,))[:, 0], features)
+        return self._seconds(mean, features)
 
     def _leaf_prob(self, outputs, reach):
         """[B, N] leaf probabilities of the deterministic personalised tree (None for
@@ -424,6 +348,16 @@ class TreeHead(Head):
             return None
         return reach * self.ops.pruned_leaves(
             tf.cast(outputs["prune_logits"] > 0.0, tf.float32))
+
+    def _seconds(self, value, features, power: int = 1):
+        """A decoded quantity of the tree's label ([B] or [B, Q]) in seconds (``power`` 2
+        for a variance): times the row's duration in ratio space, unchanged otherwise."""
+        unit = self._unit(features)
+        if unit is None:
+            return value
+        if power == 2:
+            unit = tf.square(unit)
+        return value * (unit if value.shape.rank == 1 else unit[:, None])
 
     def evaluation_outputs(self, outputs, features=None):
         """:meth:`decode` with every distributional output, plus both decoders of the
@@ -448,37 +382,32 @@ class TreeHead(Head):
         reach = tf.exp(self.ops.log_reach(outputs["cls_logits"]))
         cum = self.decode_columns(
             reach, None if global_tree else self._leaf_prob(outputs, reach))[0]
-        return self._quantiles_seconds(
-            decoding.quantiles_from_cumulative(cum, self.leaf_knots, levels),
-            self._rows(features))
+        return self._seconds(decoding.quantiles_from_cumulative(cum, self.leaf_knots, levels),
+                             features)
 
     def completion(self, outputs, features, recalibrated: bool = True):
         """[B] ``p_complete`` of the personalised tree: its mass at ``r >= 1`` in ratio
-        space; in seconds space ``P(W > duration)``, in quantile space ``P(U > F_g(d))``,
-        both through ``completion_map`` unless ``recalibrated`` is False."""
+        space; in seconds space ``P(W > duration)``, through ``completion_map`` unless
+        ``recalibrated`` is False."""
         tree_p, _ = self.leaf_distributions(outputs)
         return self._completion(tree_p, features, recalibrated)
 
     def _completion(self, tree_p, features, recalibrated=True):
         if self.ratio:
             return tf.linalg.matvec(tree_p, self.completion_share)
-        at = features[DURATION]
-        if self.quantile_space:
-            at = quantile_rank(self.group_knots, at, self._rows(features))
-        raw = decoding.survival(tree_p, self.leaf_knots, at, normalized=True)
+        raw = decoding.survival(tree_p, self.leaf_knots, features[DURATION], normalized=True)
         return decoding.monotone_map(raw, self.completion_map) if recalibrated else raw
 
     def _decode(self, outputs, features, distribution, diagnostics):
-        rows = self._rows(features)
         reach = tf.exp(self.ops.log_reach(outputs["cls_logits"]))
         cum_g, mean_g, m2_g, share_g = self.decode_columns(reach)
-        mean_g, var_g = self._mean_var(cum_g, mean_g, m2_g, rows)
+        var_g = tf.nn.relu(m2_g - tf.square(mean_g))
         if self.tsl:
             actions = tf.cast(outputs["prune_logits"] > 0.0, tf.float32)
             mask = self.ops.pruned_leaves(actions)
             leaf_prob = reach * mask
             cum, mean, m2, share = self.decode_columns(reach, leaf_prob)
-            mean, var = self._mean_var(cum, mean, m2, rows)
+            var = tf.nn.relu(m2 - tf.square(mean))
             depth = self.ops.tree_depth(mask)
         else:
             actions = tf.zeros([tf.shape(reach)[0], self.geometry.n_internal - 1])
@@ -498,19 +427,15 @@ class TreeHead(Head):
                 if need_global and not full:  # one pass over both trees' medians
                     both = decoding.quantiles_from_cumulative(tf.concat([cum, cum_g], 0),
                                                               knots, levels)
-                    if rows is not None:
-                        both = self._quantiles_seconds(both, tf.concat([rows, rows], 0))
                     qs, both_g = tf.split(both, 2)
                     median_g = both_g[:, median_col]
+                elif need_global:  # every level of the personalised tree, global median
+                    qs = decoding.quantiles_from_cumulative(cum, knots, levels)
+                    median_g = decoding.quantiles_from_cumulative(cum_g, knots, (0.5,))[:, 0]
                 else:
-                    qs = self._quantiles_seconds(
-                        decoding.quantiles_from_cumulative(cum, knots, levels), rows)
-                    if need_global:  # every level of the personalised tree, global median
-                        median_g = self._quantiles_seconds(decoding.quantiles_from_cumulative(
-                            cum_g, knots, (0.5,))[:, 0], rows)
+                    qs = decoding.quantiles_from_cumulative(cum, knots, levels)
             else:
-                qs = self._quantiles_seconds(
-                    decoding.quantiles_from_cumulative(cum, knots, levels), rows)
+                qs = decoding.quantiles_from_cumulative(cum, knots, levels)
                 median_g = qs[:, median_col]
             median = qs[:, median_col]
             if full:
@@ -521,6 +446,9 @@ class TreeHead(Head):
                 out.update(watch_time_global_mean=mean_g, watch_time_global_median=median_g)
             if self.decoder == "median":
                 out.update(watch_time=median, watch_time_global=median_g)
+        for key in _SECONDS_OUTPUTS:
+            if key in out:
+                out[key] = self._seconds(out[key], features, 2 if key == "variance" else 1)
         if full and features is not None and DURATION in features:
             if self.ratio:
                 out["p_complete"] = share
@@ -547,22 +475,15 @@ class TreeHead(Head):
         actions are drawn per replica."""
         y = tf.cast(targets[LABEL], tf.float32)
         leaf = tf.cast(targets["leaf"], tf.int32)
-        rows = self._target_rows(targets)
+        unit = tf.cast(targets[DURATION], tf.float32) if self.ratio else None
         logits = outputs["cls_logits"]
         log_reach = self.ops.log_reach(logits)
         reach = tf.exp(log_reach)
-        if self.quantile_space:  # each row's leaf values in seconds: its group's means
-            value = tf.gather(self.group_leaf_mean, rows)
-            leaf_prob = reach[:, self.geometry.n_internal:]
-            mean_g = tf.reduce_sum(leaf_prob * value, axis=1)
-            var_g = tf.nn.relu(tf.reduce_sum(leaf_prob * tf.square(value), axis=1)
-                               - tf.square(mean_g))
-        else:
-            mean_g, var_g = self.ops.moments(self.ops.global_leaf_prob(reach),
-                                             self.node_value, tf.square(self.node_value))
-            if rows is not None:
-                rows = tf.cast(rows, tf.float32)
-                mean_g, var_g = mean_g * rows, var_g * tf.square(rows)
+        global_leaf_prob = self.ops.global_leaf_prob(reach)
+        mean_g, var_g = self.ops.moments(global_leaf_prob, self.node_value,
+                                         tf.square(self.node_value))
+        if unit is not None:
+            mean_g, var_g = mean_g * unit, var_g * tf.square(unit)
         on_path = tf.gather(self.ops.on_path, leaf)
         went_right = tf.gather(self.ops.went_right, leaf)
         weights = (losses.ucl_weights(log_reach[:, : self.geometry.n_internal], on_path,
@@ -577,7 +498,7 @@ class TreeHead(Head):
         total = parts["ce"] + self.w_reg * parts["reg"] + self.w_var * parts["var"]
         if self.tsl:
             tree_loss, gain, rate = self._tree_loss(outputs["prune_logits"], reach, mean_g, y,
-                                                    training, rows)
+                                                    training, unit)
             warm = tf.cast(tf.cast(step, tf.int64) >= self.tree_warmup_steps, tf.float32)
             total += warm * self.w_tree * tree_loss
             parts.update(tree=tree_loss, tree_gain=gain, prune_rate=rate)
@@ -586,14 +507,14 @@ class TreeHead(Head):
             parts.update(tree=zero, tree_gain=zero, prune_rate=zero)
         return total, parts
 
-    def _tree_loss(self, prune_logits, reach, mean_g, y, training, rows=None):
+    def _tree_loss(self, prune_logits, reach, mean_g, y, training, unit=None):
         """``L_tree`` (Eq. 11-12) on trees sampled from ``Bernoulli(pi)`` in training (the
         deterministic tree in evaluation, where only the gain is meaningful). ``a_n = 1``
         prunes node ``n``: it stays in the personalised tree as a leaf and its
         descendants are dropped. Returns (surrogate loss, mean reward gain of the pruned
         over the global tree, mean pi). The reward scores the ``reward_decode`` decoder
         of both trees, in seconds: ``mean_g`` is the global tree's mean in seconds and
-        ``rows`` what turns the label into seconds (:meth:`_rows`)."""
+        ``unit`` the rows' durations in ratio space (None in seconds space)."""
         pi = tf.sigmoid(prune_logits)
         if training:
             actions = tf.cast(distribute.uniform(tf.shape(pi)) < tf.stop_gradient(pi), tf.float32)
@@ -607,16 +528,12 @@ class TreeHead(Head):
                            self.decode_columns(reach)[0]], 0),
                 self.leaf_knots, [0.5])
             pred_t, pred_g = tf.split(both[:, 0], 2)
-            pred_t = self._quantiles_seconds(pred_t, rows)
-            pred_g = self._quantiles_seconds(pred_g, rows)
+            if unit is not None:
+                pred_t, pred_g = pred_t * unit, pred_g * unit
         else:
-            if self.quantile_space:
-                cum, mean, m2, _ = self.decode_columns(reach, reach * mask)
-                pred_t = self._mean_var(cum, mean, m2, rows)[0]
-            else:
-                pred_t = tf.linalg.matvec(reach * mask, self.node_value)
-                if rows is not None:
-                    pred_t = pred_t * rows
+            pred_t = tf.linalg.matvec(reach * mask, self.node_value)
+            if unit is not None:
+                pred_t = pred_t * unit
             pred_g = tf.stop_gradient(mean_g)
         if self.reward == "batch":
             adv = losses.batch_advantage(y, pred_t, pred_g, self.label_scale,
@@ -684,8 +601,7 @@ class TreeHead(Head):
     def model_info(self) -> Dict[str, Any]:
         """``tree``: the depth, leaf label bounds and node values (what
         :func:`~ptpm_tf.heads.tree.describe.describe_tree` needs to print a request's tree
-        in seconds, with :func:`~ptpm_tf.heads.tree.describe.request_tree`), the label
-        space and the decoding constants."""
+        in seconds), the label space and the decoding constants."""
         tree = {"depth": int(self.depth),
                 "leaf_bounds": [float(x) for x in self.leaf_bounds.numpy()],
                 "node_value": [float(x) for x in self.node_value.numpy()],
@@ -694,9 +610,4 @@ class TreeHead(Head):
                 "leaf_knots": int(self.n_knots)}
         if self.ratio:
             tree["duration_fallback"] = float(self.duration_fallback.numpy())
-        if self.quantile_space:  # each group's node values in seconds: leaf means spread up
-            node_value = self.spread.numpy() @ self.group_leaf_mean.numpy().T  # [N, G+1]
-            tree.update(duration_edges=self.group_edges.numpy().tolist(),
-                        group_knots=self.group_knots.numpy().tolist(),
-                        group_node_value=node_value.T.tolist())
         return {"tree": tree}
