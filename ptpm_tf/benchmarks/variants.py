@@ -44,6 +44,9 @@ VARIANTS: Dict[str, Tuple[str, Dict[str, Any]]] = {
     # PTPM's reward on what the best preset serves: the median, by its absolute error
     "ptpm-best-median-reward": ("ptpm", {**PRESETS["best"]["ptpm"], "reward_decode": "median",
                                          "reward_error": "absolute"}),
+    # Table 3's ablations on the best preset: which of PTPM's parts costs against TPM
+    "ptpm-best-no-tsl": ("ptpm", {**PRESETS["best"]["ptpm"], "tsl": False}),
+    "ptpm-best-no-ucl": ("ptpm", {**PRESETS["best"]["ptpm"], "ucl": False}),
 }
 SETTINGS_ORDER = ("ptpm", "ptpm-no-tsl", "ptpm-no-ucl", "tpm", "tpm-mean-leaves", "ptpm-batch-reward",
                   "ptpm-raw-advantage", "ptpm-prune-bias0", "ptpm-w-tree5", "ptpm-warmup",
@@ -55,7 +58,7 @@ TABLE2_ROWS = ("mse", "wlr", "d2q", "or", "dml", "cread", "tpm", "tpm-median", "
                "ptpm", "ptpm-median", "ptpm-mean", "tpm-ratio", "tpm-ratio-median",
                "ptpm-ratio", "ptpm-ratio-median", "tpm-best", "tpm-best-mean", "ptpm-best",
                "ptpm-best-mean", "tpm-ratio-median-reg", "ptpm-ratio-median-reg",
-               "ptpm-best-median-reward")
+               "ptpm-best-median-reward", "ptpm-best-no-tsl", "ptpm-best-no-ucl")
 #: the tree models' rows compared with the duration-aware baselines (``BASELINES_TO_BEAT``)
 TREE_ROWS = tuple(v for v in TABLE2_ROWS if "tpm" in v)
 BASELINES_TO_BEAT = ("dml", "d2q")
@@ -75,7 +78,9 @@ LABELS = {"mse": "MSE", "wlr": "WLR", "d2q": "D2Q", "or": "OR", "dml": "DML",
           "ptpm-best-mean": "PTPM, best preset, mean decoder",
           "tpm-ratio-median-reg": "TPM, ratio tree, median, with L_reg/L_var",
           "ptpm-ratio-median-reg": "PTPM, ratio tree, median, with L_reg/L_var",
-          "ptpm-best-median-reward": "PTPM, best preset, reward on the median"}
+          "ptpm-best-median-reward": "PTPM, best preset, reward on the median",
+          "ptpm-best-no-tsl": "PTPM, best preset, w/o TSL",
+          "ptpm-best-no-ucl": "PTPM, best preset, w/o UCL"}
 DEFAULT_MODELS = TABLE2_ORDER
 CURVE_VARIANTS = ("ptpm", "tpm")
 #: the model the tables test against the runner-up (the * of Table 2)
