@@ -135,9 +135,10 @@ def add_head_settings(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("head settings")
     g.add_argument("--preset", choices=tuple(PRESETS), default=DEFAULT_PRESET,
                    help="best (default): the settings that won on the validation split "
-                        "(a tree over watch time / duration, median decoder; "
-                        "BENCHMARKS.md); paper: the paper's definitions (a tree over seconds, "
-                        "mean decoder). The flags below override either")
+                        "(a tree over watch time / duration, median decoder, no L_reg / "
+                        "L_var; BENCHMARKS.md); paper: the paper's definitions (a tree over "
+                        "seconds, mean decoder, L_reg and L_var). The flags below override "
+                        "either")
     seen = set()
     for cls in dict.fromkeys(spec.config for spec in MODELS.values()):
         types = field_types(cls)
