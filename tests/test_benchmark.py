@@ -179,6 +179,23 @@ def test_throughput_interleaves_models_and_reports_ratios():
         measure(["nope"], rows=100, depth=2, batch_size=64, repeats=1)
 
 
+def test_throughput_builds_the_tower_it_is_given():
+    """``--hidden`` / ``--embedding-dim`` reach the models: a wider tower has exactly the
+    extra parameters of its wider layers (the cost of PTPM's head against the tower's)."""
+    from ptpm_tf.benchmarks.throughput import main, measure
+    small = measure(["mse"], rows=600, depth=2, batch_size=256, repeats=1,
+                    tower={"hidden": (8,), "n_cross": 0})
+    wide = measure(["mse"], rows=600, depth=2, batch_size=256, repeats=1,
+                   tower={"hidden": (24,), "n_cross": 0})
+    # one hidden layer of h units on an input of width m, then the regression output:
+    # (m + 1) h + (h + 1) parameters besides the embeddings, so 16 more units add 16 (m + 2)
+    extra = wide["mse"]["trainable_parameters"] - small["mse"]["trainable_parameters"]
+    assert extra > 0 and extra % 16 == 0
+    with pytest.raises(SystemExit) as err:
+        main(["--hidden", "8,x"])
+    assert err.value.code == 2
+
+
 
 def test_gap_decomposition_adds_the_hidden_state():
     """The hidden-state inputs are the rows' own mixture parameters, as numeric features."""

@@ -7,6 +7,10 @@ batch's start to its last batch's end (a callback), so what happens around the e
 (building and tearing down the input iterator) is not counted as training.
 
     python -m ptpm_tf.benchmarks.throughput --models tpm,ptpm --rows 300000 --depth 6 --repeats 5
+    python -m ptpm_tf.benchmarks.throughput --models tpm,ptpm --hidden 1024,512 --embedding-dim 32
+
+The tower flags are ``ptpm-tf train``'s (default: its tower), so the cost of a head can be
+seen against towers of other sizes.
 
 Models are the benchmark's variant names (``ptpm_tf.benchmarks.suite.VARIANTS``): ``tpm`` and
 ``ptpm`` are the paper's definitions, ``tpm-best`` and ``ptpm-best`` the default preset.
@@ -17,12 +21,13 @@ import argparse
 import json
 import statistics
 import time
-from typing import Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import tensorflow as tf
 
 from ptpm_tf.benchmarks.variants import VARIANTS
-from ptpm_tf.config import DataConfig, ExperimentConfig
+from ptpm_tf.cli.options import add_settings, section_values
+from ptpm_tf.config import DataConfig, ExperimentConfig, TowerConfig
 from ptpm_tf.data.pipeline import make_tf_dataset
 from ptpm_tf.data.registry import load_and_split
 from ptpm_tf.features import FeatureEncoder
@@ -42,9 +47,10 @@ class _EpochTimer(tf.keras.callbacks.Callback):
 
 
 def measure(models: Sequence[str], rows: int, depth: int, batch_size: int, repeats: int,
-            seed: int = 0) -> Dict[str, dict]:
+            seed: int = 0, tower: Optional[Dict[str, Any]] = None) -> Dict[str, dict]:
     """Samples per second of one training epoch of each model (median over ``repeats``
-    interleaved epochs, after one warm-up epoch that also traces the graph)."""
+    interleaved epochs, after one warm-up epoch that also traces the graph). ``tower``
+    overrides the shared tower's settings (``TowerConfig``; the default tower if None)."""
     dataset, split = load_and_split(DataConfig(rows=rows), seed)
     train = split.train
     encoder = FeatureEncoder.from_frame(train, dataset.categorical, dataset.numeric)
@@ -59,7 +65,7 @@ def measure(models: Sequence[str], rows: int, depth: int, batch_size: int, repea
         if "depth" in head_fields(model_name):  # the tree models' depth
             head["depth"] = depth
         config = ExperimentConfig.from_flat(model=model_name, preset="paper", head=head,
-                                            seed=seed)
+                                            seed=seed, tower=tower)
         model = build_model(config, encoder)
         targets = model.head.adapt(train)
         ds = make_tf_dataset(features, targets, batch_size=batch_size, shuffle=True, seed=seed)
@@ -91,8 +97,12 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--json", help="also write the results here")
+    add_settings(p.add_argument_group("the shared tower (as ptpm-tf train's flags)"),
+                 TowerConfig)
     args = p.parse_args(argv)
-    result = measure(args.models.split(","), args.rows, args.depth, args.batch_size, args.repeats)
+    tower = section_values(args, TowerConfig)
+    result = measure(args.models.split(","), args.rows, args.depth, args.batch_size,
+                     args.repeats, tower=tower)
     for name, r in result.items():
         print(f"{name:10s} {r['samples_per_second']:>10.0f} samples/s  "
               f"x{next(v for k, v in r.items() if k.startswith('throughput_vs_')):.3f}  "
