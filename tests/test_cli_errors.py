@@ -79,6 +79,16 @@ def test_bad_flags_are_one_line_with_status_2(capsys, tmp_path, args, part):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("args, command", [
+    (["export", "--run", "r", "--out", "x"], "ptpm-tf export"),
+    (["data", "inspect", "stray.csv"], "ptpm-tf data inspect"),
+    (["train", "stray"], "ptpm-tf train"),
+])
+def test_unknown_arguments_point_at_their_commands_help(capsys, args, command):
+    code, _, err = run_cli(capsys, *args)
+    assert_one_line_error(code, err, "unrecognized arguments", f"(see {command} --help)")
+
+
 def test_rows_must_be_positive_in_python_too(tmp_path):
     """``--rows 0`` used to train on 100,000 simulator rows; ``-5`` ended in SystemError."""
     write_kuairec(tmp_path / "k", kuairec_rows(20))

@@ -16,11 +16,25 @@ from ptpm_tf.settings import field_types, flag_name
 
 
 class Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line (the usage is in ``--help``)."""
+    """An argument parser whose errors are one line (the usage is in ``--help``).
+
+    Arguments no parser knows are reported by the innermost (sub)command that parsed the
+    line, so the error points at the ``--help`` that lists that command's flags
+    (``ptpm-tf export --help``), not at the top level's."""
 
     def error(self, message):
         from ptpm_tf.data.dataset import one_line
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        Parser._innermost = self  # a subcommand's parser runs inside its parent's
+        return super().parse_known_args(args, namespace)
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            Parser._innermost.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
 
 
 def int_at_least(low: int, what: Optional[str] = None) -> Callable[[str], int]:
