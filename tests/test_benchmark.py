@@ -191,6 +191,7 @@ def test_throughput_builds_the_tower_it_is_given():
     # (m + 1) h + (h + 1) parameters besides the embeddings, so 16 more units add 16 (m + 2)
     extra = wide["mse"]["trainable_parameters"] - small["mse"]["trainable_parameters"]
     assert extra > 0 and extra % 16 == 0
+    assert wide["mse"]["tower"]["hidden"] == (24,) and wide["mse"]["tower"]["n_cross"] == 0
     with pytest.raises(SystemExit) as err:
         main(["--hidden", "8,x"])
     assert err.value.code == 2

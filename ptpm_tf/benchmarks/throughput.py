@@ -18,6 +18,7 @@ Models are the benchmark's variant names (``ptpm_tf.benchmarks.suite.VARIANTS``)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -71,12 +72,12 @@ def measure(models: Sequence[str], rows: int, depth: int, batch_size: int, repea
         ds = make_tf_dataset(features, targets, batch_size=batch_size, shuffle=True, seed=seed)
         model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
         model.fit(ds, epochs=1, verbose=0)  # warm-up and tracing
-        fitted[name] = (model, ds)
+        fitted[name] = (model, ds, config.tower)
     seconds: Dict[str, List[float]] = {name: [] for name in models}
     timer = _EpochTimer()
     for _ in range(repeats):
         for name in models:
-            model, ds = fitted[name]
+            model, ds, _ = fitted[name]
             model.fit(ds, epochs=1, verbose=0, callbacks=[timer])
             seconds[name].append(timer.seconds)
     base = statistics.median(seconds[models[0]])
@@ -85,7 +86,8 @@ def measure(models: Sequence[str], rows: int, depth: int, batch_size: int, repea
                    "throughput_vs_" + models[0]: base / statistics.median(s),
                    "seconds": s,
                    "trainable_parameters": int(sum(tf.size(v).numpy() for v in
-                                                   fitted[name][0].trainable_variables))}
+                                                   fitted[name][0].trainable_variables)),
+                   "tower": dataclasses.asdict(fitted[name][2])}
             for name, s in seconds.items()}
 
 
