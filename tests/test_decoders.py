@@ -294,6 +294,12 @@ def test_tree_head_outputs_match_the_decoding_functions():
     np.testing.assert_allclose(mean_out["watch_time"], out["watch_time_mean"], rtol=1e-6)
     np.testing.assert_allclose(mean_out["watch_time_median"], out["watch_time"], rtol=1e-6)
     assert set(heads["mean"].decode(raw, {"duration": duration})) == lean_keys
+    # serving_default's path (no distributional outputs) serves the same two medians,
+    # row by row, at any batch size
+    for n in (1, 7, 64):
+        lean = h.decode({k: v[:n] for k, v in raw.items()}, {})
+        for key in ("watch_time", "watch_time_global"):
+            np.testing.assert_array_equal(lean[key], out[key][:n])
     assert set(heads["median"].decode(raw, {})) == lean_keys
     assert set(out) == lean_keys | {"watch_time_mean", "watch_time_median", "quantiles",
                                     "p_complete"}
