@@ -180,8 +180,9 @@ def test_throughput_interleaves_models_and_reports_ratios():
 
 
 def test_throughput_builds_the_tower_it_is_given():
-    """``--hidden`` / ``--embedding-dim`` reach the models: a wider tower has exactly the
-    extra parameters of its wider layers (the cost of PTPM's head against the tower's)."""
+    """The tower settings reach the models (to see a head's cost against towers of other
+    sizes): 16 more hidden units add a multiple of 16 parameters, and the report records
+    the tower; a bad ``--hidden`` is a usage error."""
     from ptpm_tf.benchmarks.throughput import main, measure
     small = measure(["mse"], rows=600, depth=2, batch_size=256, repeats=1,
                     tower={"hidden": (8,), "n_cross": 0})
@@ -195,7 +196,6 @@ def test_throughput_builds_the_tower_it_is_given():
     with pytest.raises(SystemExit) as err:
         main(["--hidden", "8,x"])
     assert err.value.code == 2
-
 
 
 def test_gap_decomposition_adds_the_hidden_state():

@@ -428,9 +428,9 @@ class TreeHead(Head):
                 median_g = qs[:, median_col]
             elif need_global:
                 # a pass of its own rather than one over both trees' rows concatenated:
-                # the runtime can run the two side by side, and no [2B, L+1] copy is made
-                # (serving_default at 64 / 512 candidates: PTPM/TPM p50 -0.015 / -0.025,
-                # at 1 candidate +0.015; BENCHMARKS.md)
+                # the runtime can run the two side by side and no [2B, L+1] copy is made
+                # (faster from tens of candidates on, slower for one; BENCHMARKS.md,
+                # "Serving latency")
                 median_g = decoding.quantiles_from_cumulative(cum_g, knots, (0.5,))[:, 0]
             median = qs[:, median_col]
             if full:
