@@ -72,12 +72,13 @@ def measure(models: Sequence[str], rows: int, depth: int, batch_size: int, repea
         ds = make_tf_dataset(features, targets, batch_size=batch_size, shuffle=True, seed=seed)
         model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
         model.fit(ds, epochs=1, verbose=0)  # warm-up and tracing
-        fitted[name] = (model, ds, config.tower)
+        fitted[name] = (model, ds)
+    tower_used = dataclasses.asdict(config.tower)  # one tower for every model
     seconds: Dict[str, List[float]] = {name: [] for name in models}
     timer = _EpochTimer()
     for _ in range(repeats):
         for name in models:
-            model, ds, _ = fitted[name]
+            model, ds = fitted[name]
             model.fit(ds, epochs=1, verbose=0, callbacks=[timer])
             seconds[name].append(timer.seconds)
     base = statistics.median(seconds[models[0]])
@@ -87,7 +88,7 @@ def measure(models: Sequence[str], rows: int, depth: int, batch_size: int, repea
                    "seconds": s,
                    "trainable_parameters": int(sum(tf.size(v).numpy() for v in
                                                    fitted[name][0].trainable_variables)),
-                   "tower": dataclasses.asdict(fitted[name][2])}
+                   "tower": tower_used}
             for name, s in seconds.items()}
 
 

@@ -22,6 +22,9 @@ class Parser(argparse.ArgumentParser):
     line, so the error points at the ``--help`` that lists that command's flags
     (``ptpm-tf export --help``), not at the top level's."""
 
+    #: the parser of the (sub)command that parsed last: the innermost one on the line
+    _innermost: Optional["Parser"] = None
+
     def error(self, message):
         from ptpm_tf.data.dataset import one_line
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
